@@ -1,0 +1,265 @@
+"""The model directory: save and load a fitted model without pickle.
+
+Layout::
+
+    manifest.json    version id, created time, config and its hash, counts, file checksums
+    arrays.npz       neighbours, scores, IDF vectors, sparse matrices, latent vectors
+    vocabulary.json  text terms in column order
+    tags.json        tag vocabulary in column order with document frequencies
+    articles.jsonl   the articles, in row order (metadata for publishing and serving)
+
+A directory is written beside its destination and renamed into place, so a crash never leaves
+a half-written model where a reader (or ``recs publish``) would find it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from models.config import ModelConfig
+from models.model import RelatedModel
+from models.records import Article, article_from_mapping, write_articles_jsonl
+from models.tags import TagVectorizer
+from models.text import TextVectorizer
+
+FORMAT = "related-stories-model"
+FORMAT_VERSION = 1
+FILES = ("arrays.npz", "vocabulary.json", "tags.json", "articles.jsonl")
+
+
+class ArtifactError(ValueError):
+    """A model directory that is missing, incomplete, corrupt or of an unknown format."""
+
+
+@dataclass
+class LoadedModel:
+    """A model read back from disk, with its manifest and articles."""
+
+    model: RelatedModel
+    manifest: dict[str, Any]
+    articles: list[Article]
+    path: Path
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+
+def model_summary(model: RelatedModel) -> dict[str, Any]:
+    """Counts describing a fitted model (stored in the manifest and printed by the CLI)."""
+    n = len(model.ids_)
+    scores = model.scores_[np.isfinite(model.scores_)]
+    first = model.scores_[:, 0]
+    first = first[np.isfinite(first)]
+    return {
+        "articles": n,
+        "vocabulary": len(model.text_.vocabulary_),
+        "tags": len(model.tags_.vocabulary_),
+        "articles_with_tags": int(model.tag_matrix_.getnnz(axis=1).astype(bool).sum()),
+        "articles_with_text": int(model.text_matrix_.getnnz(axis=1).astype(bool).sum()),
+        "k": int(model.neighbours_.shape[1]),
+        "coverage": round(model.coverage(), 6),
+        "articles_with_neighbours": int((model.neighbours_[:, 0] >= 0).sum()),
+        "mean_neighbours": round(float((model.neighbours_ >= 0).sum(axis=1).mean()), 3),
+        "score_quantiles": {
+            name: round(float(np.quantile(values, q)), 6) if values.size else None
+            for values, prefix in ((scores, "all"), (first, "top1"))
+            for q, name in ((0.1, f"{prefix}_p10"), (0.5, f"{prefix}_p50"), (0.9, f"{prefix}_p90"))
+        },
+        "rerank_active": bool(model.rerank_active_),
+    }
+
+
+def save_model(
+    model: RelatedModel,
+    articles: list[Article],
+    path: str | Path,
+    *,
+    created_at: datetime | None = None,
+) -> dict[str, Any]:
+    """Write ``model`` and its ``articles`` to the directory ``path``; return the manifest."""
+    path = Path(path)
+    if len(articles) != len(model.ids_) or any(
+        a.id != i for a, i in zip(articles, model.ids_, strict=True)
+    ):
+        raise ValueError("articles must be the ones the model was fitted on, in the same order")
+    if path.exists() and not (path / "manifest.json").exists() and any(path.iterdir()):
+        raise ArtifactError(f"{path}: exists and is not a model directory; refusing to overwrite")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created = (created_at or datetime.now(UTC)).astimezone(UTC)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        _write_files(model, articles, staging)
+        checksums = {name: _sha256(staging / name) for name in FILES}
+        digest = hashlib.sha256(
+            (model.cfg.config_hash() + "".join(checksums[n] for n in FILES)).encode()
+        ).hexdigest()[:10]
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "version": f"{created:%Y%m%dT%H%M%SZ}-{digest}",
+            "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "config": model.cfg.to_dict(),
+            "config_hash": model.cfg.config_hash(),
+            "counts": model_summary(model),
+            "files": checksums,
+        }
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        _replace_dir(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def load_model(path: str | Path, *, verify: bool = True) -> LoadedModel:
+    """Read a model directory; ``verify`` checks every file's checksum first."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if verify:
+        for name, expected in manifest.get("files", {}).items():
+            if _sha256(path / name) != expected:
+                raise ArtifactError(f"{path / name}: checksum mismatch; the model is corrupt")
+    config = ModelConfig.from_dict(manifest["config"], source=f"{path}/manifest.json config")
+    with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
+        data = {name: arrays[name] for name in arrays.files}
+    terms = json.loads((path / "vocabulary.json").read_text(encoding="utf-8"))
+    tag_info = json.loads((path / "tags.json").read_text(encoding="utf-8"))
+    articles = _read_articles(path / "articles.jsonl")
+
+    model = RelatedModel(config=config)
+    model.ids_ = [a.id for a in articles]
+    model.index_ = {article_id: row for row, article_id in enumerate(model.ids_)}
+    model.text_ = TextVectorizer(
+        title_weight=config.title_weight,
+        sublinear_tf=config.sublinear_tf,
+        stop_words=config.stop_words,
+        strip_accents=config.strip_accents,
+        min_df=config.text_min_df,
+        max_df=config.text_max_df,
+        ngram_max=config.ngram_max,
+        max_features=config.max_features,
+    ).set_fitted({term: i for i, term in enumerate(terms)}, data["text_idf"])
+    tags = TagVectorizer(
+        aliases=config.tag_aliases,
+        min_df=config.tag_min_df,
+        max_df=config.tag_max_df,
+        split_glued=config.split_glued_tags,
+        smoothing=config.tag_smoothing,
+    )
+    tags.vocabulary_ = {tag: i for i, tag in enumerate(tag_info["tags"])}
+    tags.idf_ = data["tag_idf"]
+    tags.document_frequency_ = np.asarray(tag_info["df"], dtype=np.int64)
+    tags.n_documents_ = int(tag_info["n_documents"])
+    model.tags_ = tags
+    model.text_matrix_ = _csr(data, "text")
+    model.tag_matrix_ = _csr(data, "tag")
+    model.neighbours_ = data["neighbours"]
+    model.scores_ = data["scores"]
+    model.rerank_active_ = bool(manifest["counts"]["rerank_active"])
+    model.latent_ = data.get("latent")
+    model.svd_components_ = data.get("svd_components")
+    if model.neighbours_.shape[0] != len(articles):
+        raise ArtifactError(f"{path}: arrays and articles.jsonl disagree on the article count")
+    return LoadedModel(model=model, manifest=manifest, articles=articles, path=path)
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """Read and check a model directory's manifest."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ArtifactError(f"{path}: no such model directory")
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: not a model directory (no manifest.json)") from None
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path}/manifest.json: invalid JSON ({exc.msg})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ArtifactError(f"{path}/manifest.json: not a {FORMAT} manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path}: model format version {manifest.get('format_version')} is not supported"
+            f" (this build reads {FORMAT_VERSION}); retrain the model"
+        )
+    missing = [name for name in FILES if not (path / name).is_file()]
+    if missing:
+        raise ArtifactError(f"{path}: incomplete model directory, missing {', '.join(missing)}")
+    return manifest
+
+
+def _write_files(model: RelatedModel, articles: list[Article], directory: Path) -> None:
+    arrays: dict[str, np.ndarray] = {
+        "neighbours": np.asarray(model.neighbours_, dtype=np.int32),
+        "scores": np.asarray(model.scores_, dtype=np.float32),
+        "text_idf": np.asarray(model.text_.idf_, dtype=np.float64),
+        "tag_idf": np.asarray(model.tags_.idf_, dtype=np.float64),
+    }
+    for prefix, matrix in (("text", model.text_matrix_), ("tag", model.tag_matrix_)):
+        matrix = sp.csr_matrix(matrix)
+        arrays[f"{prefix}_data"] = matrix.data
+        arrays[f"{prefix}_indices"] = matrix.indices
+        arrays[f"{prefix}_indptr"] = matrix.indptr
+        arrays[f"{prefix}_shape"] = np.asarray(matrix.shape, dtype=np.int64)
+    if model.latent_ is not None and model.svd_components_ is not None:
+        arrays["latent"] = model.latent_
+        arrays["svd_components"] = model.svd_components_
+    with open(directory / "arrays.npz", "wb") as handle:
+        np.savez(handle, **arrays)  # type: ignore[arg-type]
+    (directory / "vocabulary.json").write_text(json.dumps(model.text_.terms_, ensure_ascii=False))
+    (directory / "tags.json").write_text(
+        json.dumps(
+            {
+                "tags": model.tags_.terms_,
+                "df": model.tags_.document_frequency_.tolist(),
+                "n_documents": model.tags_.n_documents_,
+            },
+            ensure_ascii=False,
+        )
+    )
+    write_articles_jsonl(articles, directory / "articles.jsonl")
+
+
+def _csr(data: dict[str, np.ndarray], prefix: str) -> sp.csr_matrix:
+    shape = tuple(int(x) for x in data[f"{prefix}_shape"])
+    return sp.csr_matrix(
+        (data[f"{prefix}_data"], data[f"{prefix}_indices"], data[f"{prefix}_indptr"]), shape=shape
+    )
+
+
+def _read_articles(path: Path) -> list[Article]:
+    articles = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            articles.append(article_from_mapping(json.loads(line), source=str(path), line=number))
+    return articles
+
+
+def _replace_dir(staging: Path, destination: Path) -> None:
+    """Move ``staging`` to ``destination``, replacing an existing model directory."""
+    if not destination.exists():
+        os.replace(staging, destination)
+        return
+    retired = destination.with_name(f".{destination.name}.old-{os.getpid()}")
+    os.replace(destination, retired)
+    os.replace(staging, destination)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

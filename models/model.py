@@ -1,0 +1,293 @@
+"""The related-articles model: blended text + tag similarity and exact top-k neighbours."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.decomposition import TruncatedSVD
+from sklearn.preprocessing import normalize
+
+from models.config import ModelConfig
+from models.records import Article
+from models.tags import TagVectorizer
+from models.text import TextVectorizer
+from models.topk import top_k
+
+# Rows re-ranked at a time: bounds the (rows x pool x components) working array to ~60 MB.
+RERANK_BLOCK_ROWS = 1024
+
+
+class Progress(Protocol):
+    def update(self, n: int) -> Any: ...
+    def close(self) -> Any: ...
+
+
+ProgressFactory = Callable[[str, int], Progress]
+
+
+@dataclass(frozen=True)
+class PairScore:
+    """Similarity of two articles: the blend and its two parts."""
+
+    blended: float
+    text: float
+    tags: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why two articles are similar: shared tags and the terms that contribute most."""
+
+    score: PairScore
+    shared_tags: list[tuple[str, float]]
+    top_terms: list[tuple[str, float]]
+
+
+class RelatedModel:
+    """Exact top-k related articles under ``alpha * cos(text) + (1 - alpha) * cos(tags)``.
+
+    Parameters
+    ----------
+    config : ModelConfig
+        Every hyper-parameter; stored verbatim with the artifact.
+
+    Attributes
+    ----------
+    ids_ : list of str, article ids in row order.
+    text_matrix_, tag_matrix_ : CSR matrices of L2-normalised rows (a row is all zero when the
+        article has no known word or tag).
+    neighbours_ : int32 array (n, k) of row indices, -1 padded.
+    scores_ : float32 array (n, k), NaN padded.
+    latent_ : float32 array (n, c) of unit latent vectors (re-ranking), or ``None``.
+    """
+
+    def __init__(self, *, config: ModelConfig | None = None) -> None:
+        self.config = config
+
+    @property
+    def cfg(self) -> ModelConfig:
+        return self.config or ModelConfig()
+
+    # ----------------------------------------------------------------------------- fitting
+    def fit(
+        self, articles: Sequence[Article], *, progress: ProgressFactory | None = None
+    ) -> RelatedModel:
+        """Vectorise the articles and compute every article's top-k neighbours."""
+        cfg = self.cfg
+        if len(articles) < 2:
+            raise ValueError(f"need at least 2 articles to find neighbours, got {len(articles)}")
+        self.ids_ = [a.id for a in articles]
+        if len(set(self.ids_)) != len(self.ids_):
+            raise ValueError("article ids must be unique")
+        self.index_ = {article_id: row for row, article_id in enumerate(self.ids_)}
+        self.text_ = TextVectorizer(
+            title_weight=cfg.title_weight,
+            sublinear_tf=cfg.sublinear_tf,
+            stop_words=cfg.stop_words,
+            strip_accents=cfg.strip_accents,
+            min_df=cfg.text_min_df,
+            max_df=cfg.text_max_df,
+            ngram_max=cfg.ngram_max,
+            max_features=cfg.max_features,
+        )
+        self.text_matrix_ = self.text_.fit_transform(
+            [a.title for a in articles], [a.body for a in articles]
+        )
+        self.tags_ = TagVectorizer(
+            aliases=cfg.tag_aliases,
+            min_df=cfg.tag_min_df,
+            max_df=cfg.tag_max_df,
+            split_glued=cfg.split_glued_tags,
+            smoothing=cfg.tag_smoothing,
+        )
+        tag_lists = [a.tags for a in articles]
+        self.tags_.fit(tag_lists)
+        self.tag_matrix_ = self.tags_.transform(tag_lists)
+        self._compute_neighbours(progress)
+        return self
+
+    def blended_matrix(self) -> sp.csr_matrix:
+        """Rows whose dot product is the blended score: [sqrt(a) * text, sqrt(1 - a) * tags]."""
+        alpha = self.cfg.alpha
+        return sp.csr_matrix(
+            sp.hstack(
+                [math.sqrt(alpha) * self.text_matrix_, math.sqrt(1.0 - alpha) * self.tag_matrix_],
+                format="csr",
+            )
+        )
+
+    def _compute_neighbours(self, progress: ProgressFactory | None) -> None:
+        cfg = self.cfg
+        blended = self.blended_matrix()
+        n = blended.shape[0]
+        components = min(cfg.rerank_components, blended.shape[1] - 1, n - 1)
+        self.rerank_active_ = cfg.rerank and cfg.rerank_weight > 0 and components >= 2
+        pool = max(cfg.k, cfg.rerank_pool) if self.rerank_active_ else cfg.k
+        bar = progress("top-k", n) if progress else None
+        # With re-ranking, min_score applies to the final score, so the pool is not cut by it.
+        pool_ids, pool_scores = top_k(
+            blended,
+            pool,
+            min_score=0.0 if self.rerank_active_ else cfg.min_score,
+            progress=bar.update if bar else None,
+        )
+        if bar:
+            bar.close()
+        self.latent_: np.ndarray | None = None
+        self.svd_components_: np.ndarray | None = None
+        if not self.rerank_active_:
+            self.neighbours_ = pool_ids[:, : cfg.k].copy()
+            self.scores_ = pool_scores[:, : cfg.k].astype(np.float32)
+            return
+        svd = TruncatedSVD(
+            n_components=components, algorithm="randomized", n_iter=7, random_state=cfg.random_state
+        )
+        svd.fit(blended)
+        self.svd_components_ = svd.components_.astype(np.float32)
+        self.latent_ = self.latent_vectors(blended)
+        bar = progress("re-rank", n) if progress else None
+        self.neighbours_, self.scores_ = rerank(
+            pool_ids,
+            pool_scores,
+            self.latent_,
+            k=cfg.k,
+            weight=cfg.rerank_weight,
+            feedback=cfg.rerank_feedback,
+            feedback_weight=cfg.rerank_feedback_weight,
+            min_score=cfg.min_score,
+            progress=bar.update if bar else None,
+        )
+        if bar:
+            bar.close()
+
+    def latent_vectors(self, blended_rows: sp.csr_matrix) -> np.ndarray:
+        """Unit latent (SVD) vectors of blended rows, float32."""
+        if self.svd_components_ is None:
+            raise ValueError("this model has no latent component (re-ranking is off)")
+        projected = np.asarray(blended_rows @ self.svd_components_.T.astype(np.float64))
+        return normalize(projected).astype(np.float32)
+
+    # ----------------------------------------------------------------------------- queries
+    def row(self, article_id: str) -> int:
+        """Row of an article id; ``KeyError`` naming it when unknown."""
+        try:
+            return self.index_[article_id]
+        except KeyError:
+            raise KeyError(f"unknown article id {article_id!r}") from None
+
+    def neighbours(self, article_id: str, k: int | None = None) -> list[tuple[str, float]]:
+        """The stored neighbours of one article, best first."""
+        row = self.row(article_id)
+        limit = self.neighbours_.shape[1] if k is None else k
+        out = []
+        for col, score in zip(
+            self.neighbours_[row, :limit], self.scores_[row, :limit], strict=True
+        ):
+            if col < 0:
+                break
+            out.append((self.ids_[col], float(score)))
+        return out
+
+    def similarity(self, id_a: str, id_b: str) -> PairScore:
+        """Blended, text and tag cosine of any two articles (not only top-k pairs)."""
+        a, b = self.row(id_a), self.row(id_b)
+        text = float(self.text_matrix_[a].multiply(self.text_matrix_[b]).sum())
+        tags = float(self.tag_matrix_[a].multiply(self.tag_matrix_[b]).sum())
+        alpha = self.cfg.alpha
+        return PairScore(blended=alpha * text + (1.0 - alpha) * tags, text=text, tags=tags)
+
+    def explain(self, id_a: str, id_b: str, n_terms: int = 10) -> Explanation:
+        """Shared tags (with weights) and the terms that add most to the text cosine."""
+        a, b = self.row(id_a), self.row(id_b)
+        tag_names = self.tags_.terms_
+        shared_tags = _shared(self.tag_matrix_[a], self.tag_matrix_[b], tag_names, None)
+        terms = self.text_.terms_
+        top_terms = _shared(self.text_matrix_[a], self.text_matrix_[b], terms, n_terms)
+        return Explanation(self.similarity(id_a, id_b), shared_tags, top_terms)
+
+    def shared_tags(self, id_a: str, id_b: str) -> list[str]:
+        """Normalised tags the two articles share, most specific first."""
+        return [tag for tag, _ in self.explain(id_a, id_b, n_terms=0).shared_tags]
+
+    def coverage(self, k: int | None = None) -> float:
+        """Share of articles with a full list of ``k`` neighbours."""
+        k = self.neighbours_.shape[1] if k is None else k
+        return float(np.mean(self.neighbours_[:, k - 1] >= 0)) if len(self.ids_) else 0.0
+
+
+def _shared(
+    row_a: sp.csr_matrix, row_b: sp.csr_matrix, names: list[str], limit: int | None
+) -> list[tuple[str, float]]:
+    product = sp.csr_matrix(row_a.multiply(row_b))
+    order = np.lexsort((product.indices, -product.data))
+    if limit is not None:
+        order = order[:limit]
+    return [
+        (names[product.indices[i]], float(product.data[i])) for i in order if product.data[i] > 0
+    ]
+
+
+def rerank(
+    pool_ids: np.ndarray,
+    pool_scores: np.ndarray,
+    latent: np.ndarray,
+    *,
+    k: int,
+    weight: float,
+    feedback: int,
+    feedback_weight: float,
+    min_score: float = 0.0,
+    rows: np.ndarray | None = None,
+    progress: Callable[[int], Any] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reorder exact candidate pools by ``(1 - w) * blended + w * latent cosine``.
+
+    The latent query is the article's own latent vector plus ``feedback_weight`` times the mean
+    of its ``feedback`` best first-pass candidates (pseudo-relevance feedback), renormalised.
+    ``rows`` gives each pool row's own row in ``latent`` (default: the same row).
+    """
+    n, pool = pool_ids.shape
+    own = np.arange(n) if rows is None else rows
+    out_ids = np.full((n, k), -1, dtype=np.int32)
+    out_scores = np.full((n, k), np.nan, dtype=np.float32)
+    for start in range(0, n, RERANK_BLOCK_ROWS):
+        stop = min(start + RERANK_BLOCK_ROWS, n)
+        ids = pool_ids[start:stop]
+        valid = ids >= 0
+        blended = np.where(valid, pool_scores[start:stop], 0.0)
+        cand = latent[np.where(valid, ids, 0)]  # (b, pool, c)
+        query = latent[own[start:stop]]  # (b, c)
+        first = (1.0 - weight) * blended + weight * np.einsum("bpc,bc->bp", cand, query)
+        first = np.where(valid, first, -np.inf)
+        if feedback > 0 and feedback_weight > 0:
+            best = _order(first, ids)[:, :feedback]
+            best_valid = np.take_along_axis(valid, best, axis=1)[..., None]
+            picked = np.take_along_axis(cand, best[..., None], axis=1) * best_valid
+            mean = picked.sum(axis=1) / np.maximum(best_valid.sum(axis=1), 1)
+            query = normalize(query + feedback_weight * mean)
+            final = (1.0 - weight) * blended + weight * np.einsum("bpc,bc->bp", cand, query)
+            final = np.where(valid, final, -np.inf)
+        else:
+            final = first
+        final = np.where(final >= min_score, final, -np.inf)
+        order = _order(final, ids)[:, :k]
+        chosen = np.take_along_axis(final, order, axis=1)
+        keep = np.isfinite(chosen)
+        out_ids[start:stop, : order.shape[1]] = np.where(
+            keep, np.take_along_axis(ids, order, axis=1), -1
+        )
+        out_scores[start:stop, : order.shape[1]] = np.where(keep, chosen, np.nan)
+        if progress is not None:
+            progress(stop - start)
+    return out_ids, out_scores
+
+
+def _order(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Per-row column order by descending score, ties by lower article row."""
+    tie = np.where(ids >= 0, ids, np.iinfo(np.int32).max).astype(np.int64)
+    return np.lexsort((tie, -scores), axis=-1)

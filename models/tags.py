@@ -1,0 +1,185 @@
+"""Tag normalisation and IDF-weighted tag vectors."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.preprocessing import normalize
+
+_PUNCT = re.compile(r"[\W_]+", re.UNICODE)
+# A lower-case letter (or digit) followed by an upper-case one: where scraped tag lists that lost
+# their separators ("Joe BidenKamala Harris") glued two tags together.
+_CASE_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def normalize_tag(tag: str) -> str:
+    """Case-fold, strip accents, and fold punctuation and whitespace to single spaces."""
+    folded = unicodedata.normalize("NFKD", tag.casefold())
+    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    return _PUNCT.sub(" ", folded).strip()
+
+
+def load_aliases(path: str | Path) -> dict[str, str]:
+    """Read an alias file: one ``old -> new`` per line, ``#`` comments; both sides normalised."""
+    aliases: dict[str, str] = {}
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ValueError(f"tag alias file {path}: no such file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"tag alias file {path}: not valid UTF-8") from None
+    for number, line in enumerate(lines, start=1):
+        content = line.split("#", 1)[0].strip()
+        if not content:
+            continue
+        if "->" not in content:
+            raise ValueError(f"tag alias file {path}:{number}: expected 'old -> new', got {line!r}")
+        old, new = (normalize_tag(part) for part in content.split("->", 1))
+        if not old or not new:
+            raise ValueError(f"tag alias file {path}:{number}: empty tag in {line!r}")
+        aliases[old] = new
+    return aliases
+
+
+def split_glued(tag: str, vocabulary: Mapping[str, object] | set[str]) -> list[str]:
+    """Split a scraped tag string that lost its separators into known tags.
+
+    ``"Joe BidenKamala HarrisKiev"`` first splits at lower->upper case boundaries; each piece
+    that is still unknown (``"Russiasheet"``) is segmented into known normalised tags where
+    that covers it completely. Pieces that cannot be explained are kept as they are, so no
+    information is thrown away.
+    """
+    out: list[str] = []
+    for piece in _CASE_BOUNDARY.split(tag):
+        norm = normalize_tag(piece)
+        if not norm:
+            continue
+        if norm in vocabulary:
+            out.append(norm)
+            continue
+        out.extend(_segment(norm, vocabulary) or [norm])
+    return out
+
+
+def _segment(text: str, vocabulary: Mapping[str, object] | set[str]) -> list[str] | None:
+    """Fewest-pieces segmentation of ``text`` into vocabulary entries (spaces optional)."""
+    squeezed = text.replace(" ", "")
+    known = {entry.replace(" ", ""): entry for entry in vocabulary if entry}
+    n = len(squeezed)
+    best: list[list[str] | None] = [None] * (n + 1)
+    best[0] = []
+    for end in range(1, n + 1):
+        for start in range(max(0, end - 60), end):
+            prefix = best[start]
+            word = known.get(squeezed[start:end])
+            if prefix is not None and word is not None:
+                candidate = [*prefix, word]
+                current = best[end]
+                if current is None or len(candidate) < len(current):
+                    best[end] = candidate
+    result = best[n]
+    return result if result and len(result) > 1 else None
+
+
+class TagVectorizer:
+    """IDF-weighted, L2-normalised tag vectors.
+
+    Parameters
+    ----------
+    aliases : mapping of normalised tag to its canonical form (e.g. ``{"kiev": "kyiv"}``).
+    min_df : tags on fewer articles than this are dropped (1 keeps every tag).
+    max_df : tags on more than this share of articles are dropped outright.
+    split_glued : split tags that are concatenations of other known tags.
+
+    Notes
+    -----
+    The IDF is ``ln((1 + n) / (1 + df))``, which is 0 for a tag on every article. scikit-learn's
+    smoothed IDF adds 1, which would leave a site-name tag ("sheet" on every page) weighing a
+    tenth of a rare tag, and two articles whose only tag is the site name would match perfectly.
+    """
+
+    def __init__(
+        self,
+        *,
+        aliases: Mapping[str, str] | None = None,
+        min_df: int = 1,
+        max_df: float = 1.0,
+        split_glued: bool = True,
+        smoothing: float = 0.0,
+    ) -> None:
+        self.aliases = aliases
+        self.min_df = min_df
+        self.max_df = max_df
+        self.split_glued = split_glued
+        self.smoothing = smoothing
+
+    def analyze(self, tags: Iterable[str], known: Mapping[str, object] | None = None) -> list[str]:
+        """Normalised, alias-resolved, de-duplicated tags of one article."""
+        aliases = self.aliases or {}
+        seen: dict[str, None] = {}
+        for raw in tags:
+            norm = normalize_tag(raw)
+            if not norm:
+                continue
+            pieces = [norm]
+            if self.split_glued and known is not None and norm not in known:
+                pieces = split_glued(raw, known)
+            for piece in pieces:
+                seen.setdefault(aliases.get(piece, piece), None)
+        return list(seen)
+
+    def fit(self, tag_lists: Sequence[Sequence[str]]) -> TagVectorizer:
+        """Learn the tag vocabulary and IDF."""
+        if self.min_df < 1:
+            raise ValueError(f"min_df must be >= 1, got {self.min_df}")
+        if not 0.0 < self.max_df <= 1.0:
+            raise ValueError(f"max_df must be in (0, 1], got {self.max_df}")
+        n = len(tag_lists)
+        # First pass without splitting: the vocabulary that glued strings are split against.
+        plain = Counter(t for tags in tag_lists for t in set(self.analyze(tags)))
+        df: Counter[str] = Counter()
+        for tags in tag_lists:
+            df.update(set(self.analyze(tags, plain)))
+        kept = sorted(t for t, c in df.items() if c >= self.min_df and c <= self.max_df * n)
+        self.vocabulary_ = {tag: i for i, tag in enumerate(kept)}
+        dfs = np.array([df[t] for t in kept], dtype=np.float64)
+        self.idf_ = np.log((1.0 + n) / (1.0 + dfs))
+        self.document_frequency_ = dfs.astype(np.int64)
+        self.n_documents_ = n
+        return self
+
+    def transform(self, tag_lists: Sequence[Sequence[str]]) -> sp.csr_matrix:
+        """IDF-weighted L2-normalised tag rows (an article with no known tag is a zero row)."""
+        vocab = self.vocabulary_
+        rows, cols = [], []
+        for row, tags in enumerate(tag_lists):
+            for tag in self.analyze(tags, vocab):
+                col = vocab.get(tag)
+                if col is not None:
+                    rows.append(row)
+                    cols.append(col)
+        data = self.idf_[cols] if cols else np.zeros(0)
+        matrix = sp.csr_matrix(
+            (data, (rows, cols)), shape=(len(tag_lists), len(vocab)), dtype=np.float64
+        )
+        matrix.eliminate_zeros()
+        if not self.smoothing:
+            return normalize(matrix, norm="l2", copy=False)
+        norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel() + self.smoothing**2)
+        return sp.csr_matrix(sp.diags(1.0 / norms) @ matrix)
+
+    def weight(self, tag: str) -> float:
+        """IDF weight of one (normalised) tag; 0 for an unknown one."""
+        col = self.vocabulary_.get(tag)
+        return 0.0 if col is None else float(self.idf_[col])
+
+    @property
+    def terms_(self) -> list[str]:
+        """Tag vocabulary ordered by column."""
+        return list(self.vocabulary_)

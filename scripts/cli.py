@@ -1,0 +1,266 @@
+"""The ``recs`` command line: import, train, inspect and (later) publish models."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from models.artifact import ArtifactError, LoadedModel, load_model, save_model
+from models.config import ModelConfig
+from models.model import RelatedModel
+from models.records import CorpusError, read_articles
+from models.tags import load_aliases
+from scripts.common import CliError, progress_bar
+from scripts.import_cmd import import_group
+
+model_option = click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    envvar="RECS_MODEL_DIR",
+    type=click.Path(path_type=Path),
+    help="Model directory written by 'recs train' (env RECS_MODEL_DIR).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="related-stories")
+def cli() -> None:
+    """related-stories: related articles and recommendations for news sites."""
+
+
+cli.add_command(import_group)
+
+
+def open_model(path: Path) -> LoadedModel:
+    """Load a model directory or fail with a clear message."""
+    try:
+        return load_model(path)
+    except (ArtifactError, ValueError, OSError) as exc:
+        raise CliError(str(exc)) from None
+
+
+def build_config(
+    config_file: Path | None, aliases: Path | None, **overrides: object
+) -> ModelConfig:
+    """The model config: defaults, then the config file, then command-line overrides."""
+    try:
+        config = ModelConfig.from_file(config_file) if config_file else ModelConfig()
+        changes = {key: value for key, value in overrides.items() if value is not None}
+        if aliases is not None:
+            changes["tag_aliases"] = load_aliases(aliases)
+        return config.replace(**changes) if changes else config
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def train_model(
+    article_files: tuple[Path, ...], out: Path, config: ModelConfig, on_error: str
+) -> tuple[LoadedModel, dict[str, object]]:
+    """Read, fit and save; return the saved model and a summary (shared with retrain)."""
+    started = time.perf_counter()
+    try:
+        result = read_articles(article_files, on_error=on_error)  # type: ignore[arg-type]
+    except CorpusError as exc:
+        raise CliError(str(exc)) from None
+    for error in result.errors[:5]:
+        click.echo(f"skipped: {error}", err=True)
+    if result.skipped > 5:
+        click.echo(f"skipped: ... and {result.skipped - 5} more bad record(s)", err=True)
+    try:
+        model = RelatedModel(config=config).fit(result.articles, progress=progress_bar)
+        manifest = save_model(model, result.articles, out)
+    except (ValueError, OSError) as exc:
+        raise CliError(str(exc)) from None
+    counts = manifest["counts"]
+    summary: dict[str, object] = {
+        "version": manifest["version"],
+        "articles": counts["articles"],
+        "skipped": result.skipped,
+        "vocabulary": counts["vocabulary"],
+        "tags": counts["tags"],
+        "articles_with_tags": counts["articles_with_tags"],
+        "coverage": counts["coverage"],
+        "k": counts["k"],
+        "seconds": round(time.perf_counter() - started, 2),
+        "out": str(out),
+    }
+    return load_model(out), summary
+
+
+@cli.command()
+@click.option(
+    "--articles",
+    "article_files",
+    required=True,
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Article file (.jsonl or .csv); repeat for several.",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Model directory.")
+@click.option(
+    "--k", type=click.IntRange(1, 1000), default=None, help="Neighbours per article [50]."
+)
+@click.option("--alpha", type=click.FloatRange(0, 1), default=None, help="Text share of the blend.")
+@click.option(
+    "--min-score", type=click.FloatRange(0, 1), default=None, help="Drop weaker neighbours."
+)
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="JSON config file.")
+@click.option(
+    "--tag-aliases", type=click.Path(path_type=Path), help="Alias file: 'old -> new' lines."
+)
+@click.option(
+    "--on-error",
+    type=click.Choice(["fail", "skip"]),
+    default="fail",
+    show_default=True,
+    help="Bad records: stop (exit 2) or skip and count them.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def train(
+    article_files: tuple[Path, ...],
+    out: Path,
+    k: int | None,
+    alpha: float | None,
+    min_score: float | None,
+    config_file: Path | None,
+    tag_aliases: Path | None,
+    on_error: str,
+    as_json: bool,
+) -> None:
+    """Train a model on article files and write it to a model directory."""
+    config = build_config(config_file, tag_aliases, k=k, alpha=alpha, min_score=min_score)
+    _, summary = train_model(article_files, out, config, on_error)
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(
+        f"trained {summary['version']}: {summary['articles']:,} articles"
+        f" ({summary['skipped']:,} skipped), vocabulary {summary['vocabulary']:,},"
+        f" {summary['tags']:,} tags on {summary['articles_with_tags']:,} articles,"
+        f" coverage@{summary['k']} {float(summary['coverage']):.1%}"  # type: ignore[arg-type]
+        f" in {summary['seconds']} s -> {out}"
+    )
+
+
+@cli.command()
+@click.argument("ids", nargs=-1)
+@model_option
+@click.option("--k", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--all", "all_ids", is_flag=True, help="Every article in the model.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per article.")
+def related(ids: tuple[str, ...], model_dir: Path, k: int, all_ids: bool, as_json: bool) -> None:
+    """Print the neighbours of articles."""
+    if not ids and not all_ids:
+        raise CliError("give one or more article ids, or --all")
+    if ids and all_ids:
+        raise CliError("give article ids or --all, not both")
+    loaded = open_model(model_dir)
+    model = loaded.model
+    wanted = model.ids_ if all_ids else list(ids)
+    unknown = [i for i in wanted if i not in model.index_]
+    if unknown:
+        raise CliError(f"unknown article id(s): {', '.join(unknown[:10])}")
+    titles = {a.id: a.title for a in loaded.articles}
+    out = sys.stdout
+    for article_id in wanted:
+        neighbours = model.neighbours(article_id, k)
+        if as_json:
+            record = {
+                "id": article_id,
+                "neighbours": [{"id": n, "score": round(s, 6)} for n, s in neighbours],
+            }
+            out.write(json.dumps(record) + "\n")
+            continue
+        out.write(f"{article_id}  {titles[article_id][:90]}\n")
+        if not neighbours:
+            out.write("    (no neighbours)\n")
+        for rank, (neighbour, score) in enumerate(neighbours, start=1):
+            out.write(f"  {rank:>3}. {score:.4f}  {neighbour}  {titles[neighbour][:70]}\n")
+
+
+@cli.command()
+@click.argument("ids", nargs=-1)
+@model_option
+@click.option(
+    "--pairs", type=click.Path(path_type=Path), help="TSV of id pairs; prints one line per pair."
+)
+@click.option("--explain", is_flag=True, help="Show shared tags and the top contributing terms.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def similarity(
+    ids: tuple[str, ...], model_dir: Path, pairs: Path | None, explain: bool, as_json: bool
+) -> None:
+    """Blended, text and tag similarity of any two articles (or of every pair in --pairs)."""
+    if pairs is None and len(ids) != 2:
+        raise CliError("give exactly two article ids, or --pairs FILE.tsv")
+    if pairs is not None and ids:
+        raise CliError("give two article ids or --pairs, not both")
+    model = open_model(model_dir).model
+    if pairs is not None:
+        for line_number, (id_a, id_b) in _read_pairs(pairs, model.index_):
+            try:
+                score = model.similarity(id_a, id_b)
+            except KeyError as exc:
+                raise CliError(f"{pairs}:{line_number}: {exc.args[0]}") from None
+            click.echo(f"{id_a}\t{id_b}\t{score.blended:.6f}")
+        return
+    id_a, id_b = ids
+    try:
+        explanation = model.explain(id_a, id_b, n_terms=10)
+    except KeyError as exc:
+        raise CliError(str(exc.args[0])) from None
+    score = explanation.score
+    if as_json:
+        record: dict[str, object] = {
+            "a": id_a,
+            "b": id_b,
+            "blended": round(score.blended, 6),
+            "text": round(score.text, 6),
+            "tags": round(score.tags, 6),
+        }
+        if explain:
+            record["shared_tags"] = [
+                {"tag": t, "weight": round(w, 6)} for t, w in explanation.shared_tags
+            ]
+            record["top_terms"] = [
+                {"term": t, "weight": round(w, 6)} for t, w in explanation.top_terms
+            ]
+        click.echo(json.dumps(record))
+        return
+    click.echo(f"blended {score.blended:.6f}  text {score.text:.6f}  tags {score.tags:.6f}")
+    if explain:
+        shared = ", ".join(f"{t} ({w:.3f})" for t, w in explanation.shared_tags) or "none"
+        terms = ", ".join(f"{t} ({w:.3f})" for t, w in explanation.top_terms) or "none"
+        click.echo(f"shared tags: {shared}")
+        click.echo(f"top terms:   {terms}")
+
+
+def _read_pairs(path: Path, known: dict[str, int]) -> list[tuple[int, tuple[str, str]]]:
+    """Read a TSV of id pairs, failing on the first malformed line with its number."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise CliError(f"{path}: not valid UTF-8") from None
+    out = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cells = line.rstrip("\r").split("\t")
+        if len(cells) < 2:
+            raise CliError(f"{path}:{number}: expected two tab-separated ids, got {line[:60]!r}")
+        for cell in cells[:2]:
+            if cell not in known:
+                raise CliError(f"{path}:{number}: unknown article id {cell!r}")
+        out.append((number, (cells[0], cells[1])))
+    return out
+
+
+def main() -> None:
+    """Entry point of the ``recs`` script."""
+    cli(prog_name="recs")

@@ -1,0 +1,1 @@
+"""Stores behind the API: Redis (production) and a local model directory (embedded mode)."""
