@@ -162,6 +162,7 @@ def load_model(path: str | Path, *, verify: bool = True) -> LoadedModel:
     tags.idf_ = data["tag_idf"]
     tags.document_frequency_ = np.asarray(tag_info["df"], dtype=np.int64)
     tags.n_documents_ = int(tag_info["n_documents"])
+    tags.glued_ = {str(k): list(v) for k, v in tag_info.get("glued", {}).items()}
     model.tags_ = tags
     model.text_matrix_ = _csr(data, "text")
     model.tag_matrix_ = _csr(data, "tag")
@@ -224,6 +225,7 @@ def _write_files(model: RelatedModel, articles: list[Article], directory: Path) 
                 "tags": model.tags_.terms_,
                 "df": model.tags_.document_frequency_.tolist(),
                 "n_documents": model.tags_.n_documents_,
+                "glued": model.tags_.glued_,
             },
             ensure_ascii=False,
         )

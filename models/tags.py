@@ -68,23 +68,38 @@ def split_glued(tag: str, vocabulary: Mapping[str, object] | set[str]) -> list[s
 
 
 def _segment(text: str, vocabulary: Mapping[str, object] | set[str]) -> list[str] | None:
-    """Fewest-pieces segmentation of ``text`` into vocabulary entries (spaces optional)."""
+    """Fewest-pieces segmentation of ``text`` into vocabulary entries.
+
+    Only a segmentation with at least one cut inside a word counts: "north korea" is a tag in
+    its own right even where "north" and "korea" are tags, but "russiasheet" is two glued tags.
+    """
     squeezed = text.replace(" ", "")
-    known = {entry.replace(" ", ""): entry for entry in vocabulary if entry}
+    # Positions in the squeezed string that had a space before them in the original.
+    spaced, position = set(), 0
+    for char in text:
+        if char == " ":
+            spaced.add(position)
+        else:
+            position += 1
+    known = {entry.replace(" ", ""): entry for entry in vocabulary if entry and entry != text}
     n = len(squeezed)
-    best: list[list[str] | None] = [None] * (n + 1)
-    best[0] = []
+    best: list[tuple[int, list[str], bool] | None] = [None] * (n + 1)
+    best[0] = (0, [], False)
     for end in range(1, n + 1):
         for start in range(max(0, end - 60), end):
             prefix = best[start]
             word = known.get(squeezed[start:end])
-            if prefix is not None and word is not None:
-                candidate = [*prefix, word]
-                current = best[end]
-                if current is None or len(candidate) < len(current):
-                    best[end] = candidate
+            if prefix is None or word is None:
+                continue
+            glued = prefix[2] or (0 < start and start not in spaced)
+            candidate = (prefix[0] + 1, [*prefix[1], word], glued)
+            current = best[end]
+            if current is None or candidate[0] < current[0]:
+                best[end] = candidate
     result = best[n]
-    return result if result and len(result) > 1 else None
+    if result is None or len(result[1]) < 2 or not result[2]:
+        return None
+    return result[1]
 
 
 class TagVectorizer:
@@ -128,11 +143,16 @@ class TagVectorizer:
             if not norm:
                 continue
             pieces = [norm]
-            if self.split_glued and known is not None and norm not in known:
+            glued = getattr(self, "glued_", {})
+            if norm in glued:
+                pieces = glued[norm]
+            elif self.split_glued and known is not None and norm not in known:
                 pieces = split_glued(raw, known)
             for piece in pieces:
                 seen.setdefault(aliases.get(piece, piece), None)
         return list(seen)
+
+    glued_: dict[str, list[str]]
 
     def fit(self, tag_lists: Sequence[Sequence[str]]) -> TagVectorizer:
         """Learn the tag vocabulary and IDF."""
@@ -141,8 +161,14 @@ class TagVectorizer:
         if not 0.0 < self.max_df <= 1.0:
             raise ValueError(f"max_df must be in (0, 1], got {self.max_df}")
         n = len(tag_lists)
-        # First pass without splitting: the vocabulary that glued strings are split against.
+        self.glued_ = {}
         plain = Counter(t for tags in tag_lists for t in set(self.analyze(tags)))
+        # A tag that is other, more common tags glued together ("russiasheet") is split.
+        if self.split_glued:
+            for tag, count in plain.items():
+                pieces = _segment(tag, plain)
+                if pieces and all(plain[piece] >= count for piece in pieces):
+                    self.glued_[tag] = pieces
         df: Counter[str] = Counter()
         for tags in tag_lists:
             df.update(set(self.analyze(tags, plain)))
@@ -169,6 +195,8 @@ class TagVectorizer:
             (data, (rows, cols)), shape=(len(tag_lists), len(vocab)), dtype=np.float64
         )
         matrix.eliminate_zeros()
+        if matrix.shape[1] == 0:
+            return matrix  # a corpus without tags: text-only similarity
         if not self.smoothing:
             return normalize(matrix, norm="l2", copy=False)
         norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel() + self.smoothing**2)
