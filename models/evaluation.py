@@ -282,9 +282,10 @@ def compare_alphas(
     *,
     impressions: Sequence[Impression] | None = None,
     k: int = 10,
+    truth: Sequence[Article] | None = None,
     on_row: Callable[[dict[str, Any]], Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Refit ``config`` with each alpha on ``articles`` and score each fit; one row per alpha."""
+    """Refit ``config`` at each alpha on ``articles``; score against ``truth`` (default: same)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
     if protocol == "mind" and impressions is None:
@@ -294,7 +295,9 @@ def compare_alphas(
     for alpha in alphas:
         started = time.perf_counter()
         model = RelatedModel(config=base.replace(alpha=float(alpha))).fit(articles)
-        metrics = evaluate_model(model, articles, protocol, impressions=impressions, k=k)
+        metrics = evaluate_model(
+            model, truth if truth is not None else articles, protocol, impressions=impressions, k=k
+        )
         row = {
             "label": alpha_label(float(alpha)),
             "alpha": float(alpha),

@@ -16,6 +16,9 @@ from models.records import CorpusError, read_articles
 from models.tags import load_aliases
 from scripts.common import CliError, progress_bar
 from scripts.import_cmd import import_group
+from scripts.publish_cmd import COMMANDS as PUBLISH_COMMANDS
+from scripts.publish_cmd import publish_after_train
+from scripts.serve_cmd import serve
 
 model_option = click.option(
     "--model",
@@ -34,6 +37,9 @@ def cli() -> None:
 
 
 cli.add_command(import_group)
+cli.add_command(serve)
+for _command in PUBLISH_COMMANDS:
+    cli.add_command(_command)
 
 
 def open_model(path: Path) -> LoadedModel:
@@ -120,6 +126,13 @@ def train_model(
     show_default=True,
     help="Bad records: stop (exit 2) or skip and count them.",
 )
+@click.option(
+    "--publish",
+    "publish_url",
+    metavar="URL",
+    default=None,
+    help="Then publish the model to this Redis (no env default: never publishes by accident).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def train(
     article_files: tuple[Path, ...],
@@ -130,12 +143,15 @@ def train(
     config_file: Path | None,
     tag_aliases: Path | None,
     on_error: str,
+    publish_url: str | None,
     as_json: bool,
 ) -> None:
     """Train a model on article files and write it to a model directory."""
     config = build_config(config_file, tag_aliases, k=k, alpha=alpha, min_score=min_score)
-    _, summary = train_model(article_files, out, config, on_error)
+    loaded, summary = train_model(article_files, out, config, on_error)
     if as_json:
+        if publish_url:
+            summary["published"] = publish_after_train(loaded, publish_url, echo=False).version
         click.echo(json.dumps(summary))
         return
     click.echo(
@@ -145,6 +161,8 @@ def train(
         f" coverage@{summary['k']} {float(summary['coverage']):.1%}"  # type: ignore[arg-type]
         f" in {summary['seconds']} s -> {out}"
     )
+    if publish_url:
+        publish_after_train(loaded, publish_url)
 
 
 @cli.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -16,13 +17,14 @@ TEST_DATA = REPO / "tests" / "data"
 
 # One server process per test session on a free port; each test gets it flushed (redisdb).
 redis_proc = factories.redis_proc(
-    executable=shutil.which("redis-server") or "/usr/bin/redis-server", port=None
+    executable=shutil.which("redis-server") or "/usr/bin/redis-server",
+    port=None,  # type: ignore[arg-type]  # pytest-redis picks a free port for None
 )
 redisdb = factories.redisdb("redis_proc")
 
 
 @pytest.fixture
-def redis_url(redisdb: redis.Redis, redis_proc) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def redis_url(redisdb: redis.Redis, redis_proc: Any) -> Iterator[str]:
     """URL of an empty, isolated Redis database on the real test server."""
     yield f"redis://{redis_proc.host}:{redis_proc.port}/0"
 

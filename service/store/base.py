@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar, overload
+
+R = TypeVar("R")
 
 
 class StoreUnavailable(RuntimeError):
@@ -49,6 +52,48 @@ class VersionInfo:
     k: int
 
 
+class LazyMetas(Sequence[ArticleMeta | None], Generic[R]):
+    """Metadata decoded on first access: a reader that stops after k items decodes about k."""
+
+    __slots__ = ("_raw", "_decode", "_done")
+
+    def __init__(self, raw: Sequence[R], decode: Callable[[R], ArticleMeta | None]) -> None:
+        self._raw = raw
+        self._decode = decode
+        self._done: list[ArticleMeta | None | bool] = [False] * len(raw)  # False: not yet
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    @overload
+    def __getitem__(self, index: int) -> ArticleMeta | None: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ArticleMeta | None]: ...
+
+    def __getitem__(self, index: int | slice) -> ArticleMeta | None | list[ArticleMeta | None]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        value = self._done[index]
+        if value is False:
+            value = self._done[index] = self._decode(self._raw[index])
+        return value  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True)
+class RelatedRead:
+    """An article's metadata and its stored neighbours with theirs, as one read returns them.
+
+    ``metas[i]`` belongs to ``neighbours[i]`` (``None``: no metadata stored) and may be decoded
+    only when indexed. ``complete`` is False when a ``limit`` left later neighbours out.
+    """
+
+    source: ArticleMeta | None
+    neighbours: Sequence[Neighbour]
+    metas: Sequence[ArticleMeta | None]
+    complete: bool
+
+
 class Store(ABC):
     """Read side of the neighbour cache. Every method may raise :class:`StoreUnavailable`."""
 
@@ -63,6 +108,22 @@ class Store(ABC):
     @abstractmethod
     def articles(self, version: str, ids: Sequence[str]) -> list[ArticleMeta | None]:
         """Metadata of several articles in ``version`` (``None`` for unknown ids), in order."""
+
+    def related_articles(
+        self, version: str, article_id: str, limit: int | None = None
+    ) -> RelatedRead | None:
+        """An article's metadata and neighbours with theirs; ``None`` if the id is unknown.
+
+        ``limit``: only the first ``limit`` stored neighbours are needed (``None``: all). This
+        default composes :meth:`neighbours` and :meth:`articles`; a remote store overrides it
+        with a single round trip.
+        """
+        neighbours = self.neighbours(version, article_id)
+        if neighbours is None:
+            return None
+        wanted = neighbours if limit is None else neighbours[:limit]
+        metas = self.articles(version, [article_id, *(n.id for n in wanted)])
+        return RelatedRead(metas[0], wanted, metas[1:], len(wanted) == len(neighbours))
 
     @abstractmethod
     def ping(self) -> bool:

@@ -1,0 +1,179 @@
+"""The related-stories HTTP API: ``create_app()`` builds the Flask app.
+
+Run it as ``gunicorn -c gunicorn.conf.py 'service:create_app()'``.
+
+Configuration: defaults below, then ``RECS_*`` environment variables (``RECS_REDIS_URL``,
+``RECS_MODEL_DIR``, ``RECS_CACHE_MAX_AGE``, ...; values are parsed as JSON where they can be),
+then the ``test_config`` mapping.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, current_app, request
+
+from service import (
+    auth,
+    demo,
+    errors,
+    foryou,
+    openapi,
+    ops,
+    related,
+    resilience,
+    store_ext,
+    widget,
+)
+from service.store_ext import ConfigError
+
+__all__ = ["ConfigError", "create_app"]
+
+CORS_EXTENSION = "recs_cors_origins"
+# POST: recommendations and events from the widget (DELETE is admin-only, never a browser).
+CORS_ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
+CORS_ALLOW_HEADERS = "If-None-Match, If-Modified-Since, Content-Type"
+CORS_MAX_AGE = "600"
+
+
+def utc_now() -> datetime:
+    """The current time, aware UTC (the default ``CLOCK``)."""
+    return datetime.now(UTC)
+
+
+DEFAULTS: dict[str, Any] = {
+    "REDIS_URL": None,  # set: serve from Redis
+    "MODEL_DIR": None,  # set without REDIS_URL: serve this model directory (embedded mode)
+    "STORE": None,  # a ready Store instance (embedding, tests); overrides both
+    "CACHE_MAX_AGE": 300,  # seconds, Cache-Control max-age of /related
+    "CORS_ORIGINS": "",  # comma-separated allowed origins; empty: no CORS headers
+    "CLOCK": utc_now,  # () -> aware datetime, the "now" of max_age_days
+    "RETRY_AFTER": 5,  # seconds, Retry-After of 503 answers
+    "RESPONSE_CACHE_SIZE": 4096,  # rendered /related answers kept per process (0: none)
+    "VERSION_TTL": 1.0,  # seconds the live version is remembered (0: ask the store every time)
+    "MAX_K": 50,
+    "DEFAULT_K": 6,
+    # Every Redis call gives up after this many seconds (connect and each reply): an outage
+    # must cost a request a fraction of a second, never a worker.
+    "REDIS_TIMEOUT": 0.5,
+    "BREAKER_COOLDOWN": 1.0,  # seconds Redis is skipped after a failure (service/breaker.py)
+    "MAX_CONTENT_LENGTH": 1024 * 1024,  # request bodies beyond this get 413 (Flask setting)
+}
+
+
+def _int_setting(config: Mapping[str, Any], name: str, low: int, high: int) -> int:
+    value = config[name]
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{name} (env RECS_{name}) must be an integer from {low} to {high}")
+    return value
+
+
+def _origins(value: Any) -> frozenset[str]:
+    if isinstance(value, str):
+        items: Iterable[Any] = value.split(",")
+    elif isinstance(value, Iterable):
+        items = value
+    elif value is None:
+        items = ()
+    else:
+        raise ConfigError("CORS_ORIGINS (env RECS_CORS_ORIGINS) must list origins")
+    origins = set()
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigError("CORS_ORIGINS (env RECS_CORS_ORIGINS) must list origins")
+        # Browsers send an origin as scheme://host[:port], lower case, no trailing slash.
+        origin = item.strip().rstrip("/").lower()
+        if origin:
+            origins.add(origin)
+    return frozenset(origins)
+
+
+def _check_config(app: Flask) -> None:
+    config = app.config
+    config["CACHE_MAX_AGE"] = _int_setting(config, "CACHE_MAX_AGE", 0, 31_536_000)
+    config["RETRY_AFTER"] = _int_setting(config, "RETRY_AFTER", 0, 86_400)
+    config["MAX_K"] = _int_setting(config, "MAX_K", 1, 1000)
+    config["DEFAULT_K"] = _int_setting(config, "DEFAULT_K", 1, config["MAX_K"])
+    config["RESPONSE_CACHE_SIZE"] = _int_setting(config, "RESPONSE_CACHE_SIZE", 0, 1_000_000)
+    ttl = config["VERSION_TTL"]
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 <= ttl <= 3600:
+        raise ConfigError("VERSION_TTL (env RECS_VERSION_TTL) must be 0 to 3600 seconds")
+    if not callable(config["CLOCK"]):
+        raise ConfigError("CLOCK must be a callable returning an aware datetime")
+    for name, low, high in (("REDIS_TIMEOUT", 0.01, 60), ("BREAKER_COOLDOWN", 0, 600)):
+        value = config[name]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            raise ConfigError(f"{name} (env RECS_{name}) must be {low} to {high} seconds")
+    config["MAX_CONTENT_LENGTH"] = _int_setting(config, "MAX_CONTENT_LENGTH", 1024, 1 << 30)
+    app.extensions[CORS_EXTENSION] = _origins(config["CORS_ORIGINS"])
+
+
+def _cors(response: Response) -> Response:
+    """Allow listed origins only; others get no CORS headers (the browser blocks them)."""
+    allowed: frozenset[str] = current_app.extensions[CORS_EXTENSION]
+    if not allowed:
+        return response
+    # The answer depends on Origin whenever an allow-list exists: shared caches must key on it.
+    response.vary.add("Origin")
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return response
+    if origin.lower() in allowed:
+        response.headers["Access-Control-Allow-Origin"] = origin
+    elif "*" in allowed:
+        response.headers["Access-Control-Allow-Origin"] = "*"
+    else:
+        return response
+    response.headers["Access-Control-Expose-Headers"] = "ETag, Last-Modified, Retry-After"
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        response.headers["Access-Control-Allow-Methods"] = CORS_ALLOW_METHODS
+        response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+        response.headers["Access-Control-Max-Age"] = CORS_MAX_AGE
+        if response.status_code == 200:
+            response.status_code = 204
+            response.set_data(b"")
+    return response
+
+
+def _use_gunicorn_logging() -> None:
+    """Under gunicorn, log through its error log (format, level, destination)."""
+    gunicorn = logging.getLogger("gunicorn.error")
+    ours = logging.getLogger("service")
+    # Without this, records only reach Python's last-resort handler: WARNING and up, no time.
+    if gunicorn.handlers and not ours.handlers:
+        ours.handlers = list(gunicorn.handlers)
+        ours.setLevel(gunicorn.level)
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the API app; raises :class:`ConfigError` if the config cannot serve."""
+    app = Flask(__name__)
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_prefixed_env("RECS")
+    if test_config is not None:
+        app.config.update(test_config)
+    _check_config(app)
+    _use_gunicorn_logging()
+    errors.init_app(app)
+    store_ext.init_app(app)
+    # Metrics first: after_request hooks run in reverse, so timing wraps the CORS hook too.
+    ops.init_app(app)
+    related.init_app(app)
+    auth.init_app(app)
+    foryou.init_app(app)
+    widget.init_app(app)
+    demo.init_app(app)
+    openapi.init_app(app)
+    # After the routes and metrics: it hooks their answers and replaces the 503 handler.
+    resilience.init_app(app)
+    app.after_request(_cors)
+    return app

@@ -1,0 +1,113 @@
+"""API errors and their one JSON shape: ``{"error", "message"[, "parameter"]}``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from flask import Flask, Response, current_app
+from werkzeug.exceptions import HTTPException
+
+from service.store.base import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+# Short, stable messages for routing errors: werkzeug's descriptions are long HTML-ish prose.
+_HTTP_MESSAGES = {
+    400: "bad request",
+    404: "no such endpoint",
+    405: "method not allowed",
+    413: "request too large",
+    414: "request URI too long",
+    431: "request header fields too large",
+}
+
+
+class ApiError(Exception):
+    """Base of the errors the API answers on purpose."""
+
+    status = 500
+    error = "internal"
+
+    def __init__(self, message: str, *, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.parameter = parameter
+
+
+class BadRequest(ApiError):
+    """A bad query parameter; ``parameter`` names it."""
+
+    status = 400
+    error = "bad_request"
+
+
+class NotFound(ApiError):
+    """An unknown resource, e.g. an article id not in the live model."""
+
+    status = 404
+    error = "not_found"
+
+
+class ServiceUnavailable(ApiError):
+    """The service cannot answer now (no model published, store down); clients should retry."""
+
+    status = 503
+    error = "unavailable"
+
+
+def error_response(
+    status: int, error: str, message: str, *, parameter: str | None = None
+) -> Response:
+    """A JSON error response; errors are never cached by shared caches."""
+    body: dict[str, Any] = {"error": error, "message": message}
+    if parameter is not None:
+        body["parameter"] = parameter
+    response = Response(
+        json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json"
+    )
+    response.headers["Cache-Control"] = "no-store"
+    if status == 503:
+        response.headers["Retry-After"] = str(current_app.config["RETRY_AFTER"])
+    return response
+
+
+def _handle_api_error(exc: ApiError) -> Response:
+    return error_response(exc.status, exc.error, exc.message, parameter=exc.parameter)
+
+
+def _handle_store_unavailable(exc: StoreUnavailable) -> Response:
+    # The reason (host, port, errno) is for the log, not for clients.
+    log.warning("store unavailable: %s", exc)
+    metrics = current_app.extensions.get("recs_metrics")
+    if metrics is not None:
+        metrics.store_errors.inc()
+    return error_response(503, "unavailable", "the article store is unavailable; retry later")
+
+
+def _handle_http_exception(exc: HTTPException) -> Response:
+    code = exc.code or 500
+    if code >= 500:
+        return _handle_unexpected(exc)
+    name = (exc.name or "error").lower().replace(" ", "_")
+    response = error_response(code, name, _HTTP_MESSAGES.get(code, name.replace("_", " ")))
+    # Keep protocol headers such as Allow (405); the body's Content-Type is ours.
+    for key, value in exc.get_headers():
+        if key.lower() != "content-type":
+            response.headers[key] = value
+    return response
+
+
+def _handle_unexpected(exc: Exception) -> Response:
+    # Details go to the server log only: exception text can leak internals to clients.
+    log.error("unhandled error", exc_info=exc)
+    return error_response(500, "internal", "internal error")
+
+
+def init_app(app: Flask) -> None:
+    """Register the JSON error handlers on ``app``."""
+    app.register_error_handler(ApiError, _handle_api_error)
+    app.register_error_handler(StoreUnavailable, _handle_store_unavailable)
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(Exception, _handle_unexpected)

@@ -1,0 +1,489 @@
+""" "Recommended for you": ``/v1/recommendations``, ``/v1/events`` and ``/v1/users/<id>``.
+
+Ranking itself is :func:`models.ranking.recommend` (pure); this module parses requests, picks
+the data source (Redis or the embedded model), adds the trending and latest fallbacks and keeps
+the optional server-side history. See docs/recommendations.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import redis
+from flask import Blueprint, Flask, Response, current_app, request
+from prometheus_client import Counter
+
+from models.ranking import RankingConfig, Recommendation, recommend
+from models.records import ID_PATTERN
+from models.tags import normalize_tag
+from service import history as history_store
+from service.auth import admin_required
+from service.errors import ApiError, BadRequest, ServiceUnavailable
+from service.foryou_source import RedisSource, store_source
+from service.history import HistorySettings, TrendingCache
+from service.store.base import ArticleMeta, Store, VersionInfo
+from service.store_ext import ConfigError, get_store
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("foryou", __name__)
+
+EXTENSION = "recs_foryou"
+
+DEFAULTS: dict[str, Any] = {
+    "HISTORY_TTL_DAYS": 30,  # a stored history expires this long after the reader's last event
+    "HISTORY_MAX": 50,  # history items used (longer histories are truncated) and stored
+    "TRENDING_WINDOW_HOURS": 24,
+    "TRENDING_HALF_LIFE_HOURS": 6.0,
+    "TRENDING_CACHE_SECONDS": 10.0,  # per process: trending need not be exact to the second
+    "HISTORY_HALF_LIFE": 10.0,  # history positions after which a read counts half
+    "FRESHNESS_HALF_LIFE_HOURS": 72.0,  # 0: no freshness
+    "SECTION_HALF_LIFE_HOURS": {},  # {"sport": 24, ...}, sections case-insensitive
+    "FRESHNESS_FLOOR": 0.05,
+    "DIVERSITY": 0.3,
+    "DUPLICATE_THRESHOLD": 0.8,
+    "MAX_CANDIDATES": 500,
+    "MAX_BODY_BYTES": 16_384,
+}
+
+MAX_EXCLUDE = 100
+MAX_SECTION_LENGTH = 200
+EVENT_TYPES = ("view", "click")
+EVENT_SOURCES = ("history", "trending", "latest", "related", "other")
+MAX_POSITION = 1000
+RECOMMEND_FIELDS = {"history", "user_id", "k", "exclude", "section"}
+EVENT_FIELDS = {"user_id", "article_id", "type", "position", "source"}
+
+
+class PayloadTooLarge(ApiError):
+    """A request body over ``MAX_BODY_BYTES``."""
+
+    status = 413
+    error = "payload_too_large"
+
+
+class NotImplementedHere(ApiError):
+    """A feature this deployment cannot offer (server-side history without Redis)."""
+
+    status = 501
+    error = "not_implemented"
+
+
+@dataclass(frozen=True, slots=True)
+class ForYouState:
+    """What the routes share, built once per app."""
+
+    ranking: RankingConfig
+    history: HistorySettings
+    trending: TrendingCache
+    max_body: int
+    events: Counter
+    served: Counter
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendQuery:
+    """A validated recommendation request."""
+
+    history: list[str] | None  # None: not given (use the stored one when user_id is given)
+    user_id: str | None
+    k: int
+    exclude: frozenset[str]
+    section: str | None
+
+
+def _state() -> ForYouState:
+    state: ForYouState = current_app.extensions[EXTENSION]
+    return state
+
+
+# ------------------------------------------------------------------------------- parsing
+def _check_id(value: Any, field: str, what: str = "article id") -> str:
+    if not isinstance(value, str):
+        raise BadRequest(f"{field}: must be a string, got {_type(value)}", parameter=field)
+    if not ID_PATTERN.fullmatch(value):
+        raise BadRequest(
+            f"{field}: {value[:40]!r} is not a valid {what} (1-128 of A-Z a-z 0-9 . _ : -)",
+            parameter=field,
+        )
+    return value
+
+
+def _type(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _id_list(values: Any, field: str, limit: int | None) -> list[str]:
+    if not isinstance(values, list):
+        raise BadRequest(f"{field}: must be a list of ids, got {_type(values)}", parameter=field)
+    if limit is not None and len(values) > limit:
+        raise BadRequest(f"{field}: at most {limit} ids", parameter=field)
+    return [_check_id(v, f"{field}[{i}]") for i, v in enumerate(values)]
+
+
+def _split(values: Iterable[str]) -> list[str]:
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def _k(value: Any) -> int:
+    high = current_app.config["MAX_K"]
+    if value is None:
+        return int(current_app.config["DEFAULT_K"])
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 6:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise BadRequest(
+            f"k must be a whole number from 1 to {high}, got {value!r:.20}", parameter="k"
+        )
+    return value
+
+
+def _section(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"section: must be a string, got {_type(value)}", parameter="section")
+    value = value.strip()
+    if len(value) > MAX_SECTION_LENGTH:
+        raise BadRequest(
+            f"section must be at most {MAX_SECTION_LENGTH} characters", parameter="section"
+        )
+    return value.casefold() or None
+
+
+def _json_body(allowed: set[str]) -> dict[str, Any]:
+    """The request's JSON object (any Content-Type, so browser beacons work), size-checked."""
+    limit = _state().max_body
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"body: {length} bytes, at most {limit}", parameter="body")
+    data = request.stream.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"body: more than {limit} bytes", parameter="body")
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("body: not valid JSON", parameter="body") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"body: must be a JSON object, got {_type(body)}", parameter="body")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise BadRequest(f"{unknown[0]}: unknown field", parameter=unknown[0])
+    return body
+
+
+def _recommend_query() -> RecommendQuery:
+    if request.method == "POST":
+        body = _json_body(RECOMMEND_FIELDS)
+        raw_history = body.get("history")
+        history = None if raw_history is None else _id_list(raw_history, "history", None)
+        exclude = _id_list(body.get("exclude", []), "exclude", MAX_EXCLUDE)
+        user_id = body.get("user_id")
+        k, section = body.get("k"), body.get("section")
+    else:
+        args = request.args
+        history = None
+        if "history" in args:
+            history = [_check_id(v, "history") for v in _split(args.getlist("history"))]
+        exclude = [_check_id(v, "exclude") for v in _split(args.getlist("exclude"))]
+        if len(exclude) > MAX_EXCLUDE:
+            raise BadRequest(f"exclude: at most {MAX_EXCLUDE} ids", parameter="exclude")
+        user_id = args.get("user_id")
+        k, section = args.get("k"), args.get("section")
+    return RecommendQuery(
+        history=history,
+        user_id=None if user_id is None else _check_id(user_id, "user_id", "user id"),
+        k=_k(k),
+        exclude=frozenset(exclude),
+        section=_section(section),
+    )
+
+
+# ------------------------------------------------------------------------------- data
+def _redis(store: Store) -> redis.Redis | None:
+    """The Redis client behind the app's store, or ``None`` in embedded mode."""
+    from service.store.redis_store import RedisStore
+
+    inner = getattr(store, "inner", store)  # VersionCache wraps the real store
+    return inner.client if isinstance(inner, RedisStore) else None
+
+
+def _now() -> datetime:
+    now: datetime = current_app.config["CLOCK"]()
+    return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+
+def _live(store: Store) -> VersionInfo:
+    info = store.current_version()
+    if info is None:
+        raise ServiceUnavailable("no model version is published yet")
+    return info
+
+
+@lru_cache(maxsize=8192)
+def _tag_key(tag: str) -> str:
+    return normalize_tag(tag)
+
+
+def shared_tags(item: ArticleMeta, sources: Iterable[ArticleMeta]) -> list[str]:
+    """Display tags of ``item`` that the given history items also have, most specific first."""
+    common: set[str] = set()
+    for source in sources:
+        common.update(source.tag_keys)
+    if not common:
+        return []
+    display = {_tag_key(tag): tag for tag in reversed(item.tags)}  # first spelling wins
+    out: list[str] = []
+    for key in item.tag_keys:
+        if key in common:
+            tag = display.get(key, key)
+            if tag not in out:
+                out.append(tag)
+    return out
+
+
+def _render(
+    meta: ArticleMeta,
+    score: float,
+    source: str,
+    because: Sequence[str] = (),
+    history: Mapping[str, ArticleMeta] | None = None,
+) -> dict[str, Any]:
+    contributors = [history[h] for h in because if history and h in history]
+    return {
+        "id": meta.id,
+        "title": meta.title,
+        "url": meta.url,
+        "section": meta.section,
+        "published_at": meta.published_at,
+        "image_url": meta.image_url,
+        "score": round(score, 4),
+        "because": list(because),
+        "shared_tags": shared_tags(meta, contributors),
+        "source": source,
+    }
+
+
+def _fill(
+    store: Store,
+    version: str,
+    ids: Sequence[str],
+    items: list[dict[str, Any]],
+    blocked: Collection[str],
+    section: str | None,
+    k: int,
+    source: str,
+) -> None:
+    """Append fallback items from ``ids`` (in order) until ``k``: no repeats, none blocked."""
+    taken = {item["id"] for item in items}
+    pending = [i for i in dict.fromkeys(ids) if i not in taken and i not in blocked]
+    position = 0
+    while len(items) < k and position < len(pending):
+        # Small chunks: most ids pass, so this is one store read in the usual case.
+        chunk = pending[position : position + max(2 * (k - len(items)), 10)]
+        position += len(chunk)
+        for meta in store.articles(version, chunk):
+            if meta is None or (section is not None and meta.section.casefold() != section):
+                continue
+            items.append(_render(meta, 0.0, source))
+            if len(items) == k:
+                return
+
+
+def _latest(store: Store, version: str, section: str | None, limit: int) -> list[str]:
+    client = _redis(store)
+    if client is not None:
+        return RedisSource(client, version).latest(section, limit)
+    inner = getattr(store, "inner", store)
+    latest = getattr(inner, "latest", None)  # LocalStore computes it from the model
+    return list(latest(version, section, limit)) if latest is not None else []
+
+
+def _json(body: Mapping[str, Any], status: int = 200) -> Response:
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    response = Response(data, status=status, mimetype="application/json")
+    # Personal and time-dependent: never stored by a shared cache.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# ------------------------------------------------------------------------------- routes
+@bp.route("/v1/recommendations", methods=["GET", "POST"])
+def recommendations() -> Response:
+    """Recommendations from a reader's history, with trending and latest fallbacks."""
+    state = _state()
+    query = _recommend_query()
+    store = get_store()
+    info = _live(store)
+    client = _redis(store)
+    history = query.history
+    if history is None and query.user_id is not None and client is not None:
+        history = history_store.user_history(client, query.user_id, state.ranking.max_history)
+    history = history or []
+    now = _now()
+    if client is not None:
+        result = recommend(
+            RedisSource(client, info.version),
+            history,
+            k=query.k,
+            now=now,
+            config=state.ranking,
+            exclude=query.exclude,
+            section=query.section,
+        )
+    else:
+        result = recommend(
+            store_source(store, info.version),
+            history,
+            k=query.k,
+            now=now,
+            config=state.ranking,
+            exclude=query.exclude,
+            section=query.section,
+        )
+    items = [_item(rec, result.history) for rec in result.items]
+    blocked = set(result.read) | set(query.exclude)
+    if len(items) < query.k and client is not None:
+        trending = state.trending.get(client, now.timestamp())
+        _fill(store, info.version, trending, items, blocked, query.section, query.k, "trending")
+    if len(items) < query.k:
+        limit = query.k + len(blocked) + len(items)
+        latest = _latest(store, info.version, query.section, limit)
+        _fill(store, info.version, latest, items, blocked, query.section, query.k, "latest")
+    for item in items:
+        state.served.labels(item["source"]).inc()
+    return _json({"model_version": info.version, "items": items, "ignored": result.ignored})
+
+
+def _item(rec: Recommendation[ArticleMeta], history: Mapping[str, ArticleMeta]) -> dict[str, Any]:
+    return _render(rec.meta, rec.score, "history", rec.because, history)
+
+
+@bp.post("/v1/events")
+def events() -> Response:
+    """Record a view or click: the reader's history (with ``user_id``) and trending."""
+    state = _state()
+    body = _json_body(EVENT_FIELDS)
+    if "article_id" not in body:
+        raise BadRequest("article_id: is required", parameter="article_id")
+    article_id = _check_id(body["article_id"], "article_id")
+    user_id = body.get("user_id")
+    if user_id is not None:
+        user_id = _check_id(user_id, "user_id", "user id")
+    kind = body.get("type", "view")
+    if kind not in EVENT_TYPES:
+        raise BadRequest(f"type: must be one of {', '.join(EVENT_TYPES)}", parameter="type")
+    position = body.get("position")
+    if position is not None and (
+        isinstance(position, bool)
+        or not isinstance(position, int)
+        or not 0 <= position <= MAX_POSITION
+    ):
+        raise BadRequest(
+            f"position: must be a whole number from 0 to {MAX_POSITION}", parameter="position"
+        )
+    source = body.get("source")
+    if source is not None and source not in EVENT_SOURCES:
+        raise BadRequest(f"source: must be one of {', '.join(EVENT_SOURCES)}", parameter="source")
+    client = _redis(get_store())
+    if client is None:
+        raise NotImplementedHere(
+            "server-side history and trending need Redis (RECS_REDIS_URL); this server runs"
+            " from a model directory. Send the history with each recommendations request."
+        )
+    history_store.record_event(client, article_id, user_id, _now().timestamp(), state.history)
+    state.events.labels(kind, source or "none").inc()
+    return _json({"status": "accepted"}, 202)
+
+
+@bp.delete("/v1/users/<user_id>")
+@admin_required
+def delete_user(user_id: str) -> Response:
+    """Erase a reader's stored history (Bearer RECS_ADMIN_TOKEN; 404 when none is set)."""
+    _check_id(user_id, "user_id", "user id")
+    client = _redis(get_store())
+    if client is None:
+        raise NotImplementedHere("no server-side history without Redis: nothing to erase")
+    history_store.delete_user(client, user_id)
+    response = Response(status=204)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# ------------------------------------------------------------------------------- setup
+def _number(config: Mapping[str, Any], name: str, low: float, high: float) -> float:
+    value = config[name]
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ConfigError(f"{name} (env RECS_{name}) must be a number from {low:g} to {high:g}")
+    return float(value)
+
+
+def _settings(config: Mapping[str, Any]) -> tuple[RankingConfig, HistorySettings]:
+    sections = config["SECTION_HALF_LIFE_HOURS"]
+    if isinstance(sections, str):
+        try:
+            sections = json.loads(sections) if sections.strip() else {}
+        except ValueError:
+            sections = None
+    if not isinstance(sections, dict):
+        raise ConfigError("SECTION_HALF_LIFE_HOURS must be a JSON object of section -> hours")
+    history_max = int(_number(config, "HISTORY_MAX", 1, 1000))
+    try:
+        ranking = RankingConfig(
+            history_half_life=_number(config, "HISTORY_HALF_LIFE", 0.01, 1e6),
+            freshness_half_life_hours=_number(config, "FRESHNESS_HALF_LIFE_HOURS", 0, 1e7),
+            section_half_life_hours={str(s).casefold(): h for s, h in sections.items()},
+            freshness_floor=_number(config, "FRESHNESS_FLOOR", 1e-6, 1),
+            diversity=_number(config, "DIVERSITY", 0, 0.99),
+            duplicate_threshold=_number(config, "DUPLICATE_THRESHOLD", 0.01, 1),
+            max_history=history_max,
+            max_candidates=int(_number(config, "MAX_CANDIDATES", 1, 10_000)),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    settings = HistorySettings(
+        ttl_seconds=int(_number(config, "HISTORY_TTL_DAYS", 1 / 86_400, 3650) * 86_400),
+        max_items=history_max,
+        window_hours=int(_number(config, "TRENDING_WINDOW_HOURS", 1, 24 * 90)),
+        half_life_hours=_number(config, "TRENDING_HALF_LIFE_HOURS", 0.01, 1e6),
+        cache_seconds=_number(config, "TRENDING_CACHE_SECONDS", 0, 3600),
+    )
+    return ranking, settings
+
+
+def init_app(app: Flask) -> None:
+    """Read the settings (``RECS_*`` env or the app config) and register the routes."""
+    for name, value in DEFAULTS.items():
+        app.config.setdefault(name, value)
+    ranking, settings = _settings(app.config)
+    registry = app.extensions["recs_metrics"].registry
+    app.extensions[EXTENSION] = ForYouState(
+        ranking=ranking,
+        history=settings,
+        trending=TrendingCache(settings),
+        max_body=int(_number(app.config, "MAX_BODY_BYTES", 256, 10_000_000)),
+        events=Counter(
+            "recs_events",
+            "Reader events received, by type and widget source.",
+            ["type", "source"],
+            registry=registry,
+        ),
+        served=Counter(
+            "recs_recommended_items",
+            "Recommended items served, by source.",
+            ["source"],
+            registry=registry,
+        ),
+    )
+    app.register_blueprint(bp)

@@ -1,0 +1,315 @@
+"""``GET /v1/articles/<id>/related``: an article's stored neighbours, filtered, with caching."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, request
+from werkzeug.datastructures import MultiDict
+from werkzeug.http import http_date
+
+from models.records import ID_PATTERN
+from models.tags import normalize_tag
+from service.errors import BadRequest, NotFound, ServiceUnavailable
+from service.store.base import ArticleMeta, RelatedRead, VersionInfo
+from service.store_ext import get_store
+
+bp = Blueprint("related", __name__)
+
+CACHE_EXTENSION = "recs_related_cache"
+CACHE_CONTROL_EXTENSION = "recs_related_cache_control"
+
+MAX_EXCLUDE = 100
+MAX_SECTION_LENGTH = 200
+MAX_AGE_DAYS = 100_000
+# Part of every ETag: bump it when the response format changes, so caches do not serve a
+# body of the old shape under an unchanged model version.
+ETAG_SALT = "related-v1"
+
+
+# A version's stored data never changes, so an answer for (version, query) stays right for as
+# long as that version is live; a new version simply misses. Hot articles (a news site's
+# traffic is very skewed) are then served without a store round trip.
+class ResponseCache:
+    """A bounded LRU of rendered answers, keyed by model version and normalised query."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._lock = threading.Lock()  # Flask's dev server and threaded workers share it
+
+    def get(self, key: tuple[str, str]) -> bytes | None:
+        """The cached body, or ``None``."""
+        with self._lock:
+            body = self._data.get(key)
+            if body is not None:
+                self._data.move_to_end(key)
+            return body
+
+    def put(self, key: tuple[str, str], body: bytes) -> None:
+        """Remember a body, dropping the least recently used beyond ``size``."""
+        with self._lock:
+            self._data[key] = body
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+@dataclass(frozen=True, slots=True)
+class RelatedQuery:
+    """The validated, normalised query of one request."""
+
+    article_id: str
+    k: int
+    exclude: frozenset[str]
+    section: str | None  # case-folded
+    max_age_days: int | None
+
+    def cache_key(self) -> str:
+        """Canonical form: equal for queries that must give the same answer."""
+        return "|".join(
+            (
+                self.article_id,
+                str(self.k),
+                ",".join(sorted(self.exclude)),
+                self.section or "",
+                "" if self.max_age_days is None else str(self.max_age_days),
+            )
+        )
+
+
+def _whole_number(args: MultiDict[str, str], name: str, low: int, high: int) -> int | None:
+    raw = args.get(name)
+    if raw is None:
+        return None
+    # isdigit() alone accepts non-ASCII digits such as "²"; keep to plain 0-9.
+    if (
+        not (raw.isascii() and raw.isdigit())
+        or len(raw) > len(str(high))
+        or not (low <= int(raw) <= high)
+    ):
+        raise BadRequest(
+            f"{name} must be a whole number from {low} to {high}, got {raw[:20]!r}", parameter=name
+        )
+    return int(raw)
+
+
+def parse_query(article_id: str, args: MultiDict[str, str]) -> RelatedQuery:
+    """Validate the query parameters; :class:`BadRequest` names the first bad one."""
+    config = current_app.config
+    k = _whole_number(args, "k", 1, config["MAX_K"])
+    exclude: set[str] = set()
+    for value in args.getlist("exclude"):
+        for item in value.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            if not ID_PATTERN.fullmatch(item):
+                raise BadRequest(
+                    f"exclude: {item[:40]!r} is not a valid article id", parameter="exclude"
+                )
+            exclude.add(item)
+            if len(exclude) > MAX_EXCLUDE:
+                raise BadRequest(f"exclude: at most {MAX_EXCLUDE} ids", parameter="exclude")
+    section = args.get("section", "").strip()
+    if len(section) > MAX_SECTION_LENGTH:
+        raise BadRequest(
+            f"section must be at most {MAX_SECTION_LENGTH} characters", parameter="section"
+        )
+    max_age_days = _whole_number(args, "max_age_days", 0, MAX_AGE_DAYS)
+    return RelatedQuery(
+        article_id=article_id,
+        k=config["DEFAULT_K"] if k is None else k,
+        exclude=frozenset(exclude),
+        section=section.casefold() or None,
+        max_age_days=max_age_days,
+    )
+
+
+@lru_cache(maxsize=64)
+def _http_date(iso: str) -> str | None:
+    """A version's ISO-8601 time as an HTTP date (``None`` if unparseable)."""
+    # Cached: formatting it cost more than the rest of an answer from the response cache.
+    try:
+        parsed = datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    return http_date(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+
+
+def _published(meta: ArticleMeta) -> datetime | None:
+    if not meta.published_at:
+        return None
+    try:
+        parsed = datetime.fromisoformat(meta.published_at)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@lru_cache(maxsize=4096)
+def _tag_key(tag: str) -> str:
+    return normalize_tag(tag)
+
+
+def shared_tags(source: ArticleMeta | None, other: ArticleMeta) -> list[str]:
+    """Display tags of ``other`` whose key both articles have, most specific first."""
+    # tag_keys are alias-resolved: when no display tag of ``other`` normalises to a shared key
+    # (an alias or a split glued tag), the key itself is shown rather than dropping the match.
+    if source is None or not source.tag_keys or not other.tag_keys:
+        return []
+    common = set(source.tag_keys)
+    display = {_tag_key(tag): tag for tag in reversed(other.tags)}  # first spelling wins
+    out: list[str] = []
+    for key in other.tag_keys:
+        if key in common:
+            tag = display.get(key, key)
+            if tag not in out:
+                out.append(tag)
+    return out
+
+
+def _item(meta: ArticleMeta, score: float, source: ArticleMeta | None) -> dict[str, Any]:
+    return {
+        "id": meta.id,
+        "title": meta.title,
+        "url": meta.url,
+        "section": meta.section,
+        "published_at": meta.published_at,
+        "image_url": meta.image_url,
+        # Four decimals: the Redis layout stores scores to ~1e-5, so more digits are noise.
+        "score": round(score, 4),
+        "shared_tags": shared_tags(source, meta),
+    }
+
+
+def select(query: RelatedQuery, read: RelatedRead, cutoff: datetime | None) -> list[dict[str, Any]]:
+    """The first ``k`` neighbours, in stored order, that pass the exclude, section and age
+    filters."""
+    items: list[dict[str, Any]] = []
+    source, metas, exclude = read.source, read.metas, query.exclude
+    for index, neighbour in enumerate(read.neighbours):
+        if neighbour.id == query.article_id or neighbour.id in exclude:
+            continue
+        # Indexed only here: a store may decode metadata lazily, so skipped or unreached
+        # neighbours are never decoded.
+        meta = metas[index]
+        if meta is None:
+            continue  # metadata missing from the store: nothing to show
+        if query.section is not None and meta.section.casefold() != query.section:
+            continue
+        if cutoff is not None:
+            published = _published(meta)
+            # Undated articles cannot be shown to be recent enough.
+            if published is None or published < cutoff:
+                continue
+        items.append(_item(meta, neighbour.score, source))
+        if len(items) == query.k:
+            break
+    return items
+
+
+def _etag(info: VersionInfo, query: RelatedQuery, item_ids: Sequence[str] | None) -> str:
+    parts = [ETAG_SALT, info.version, query.cache_key()]
+    if item_ids is not None:
+        # With max_age_days the answer also depends on the clock: tag the result itself.
+        parts.append(",".join(item_ids))
+    return hashlib.blake2b("\n".join(parts).encode(), digest_size=12).hexdigest()
+
+
+def _cache_headers(response: Response, etag: str, info: VersionInfo) -> Response:
+    headers = response.headers
+    headers["ETag"] = f'"{etag}"'  # hex digits: nothing to quote
+    headers["Cache-Control"] = current_app.extensions[CACHE_CONTROL_EXTENSION]
+    built = _http_date(info.built_at)
+    if built is not None:
+        headers["Last-Modified"] = built
+    return response
+
+
+def _cutoff(days: int | None) -> datetime | None:
+    if days is None:
+        return None
+    now: datetime = current_app.config["CLOCK"]()
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    try:
+        return now - timedelta(days=days)
+    except OverflowError:
+        return None  # before year 1: every dated article is recent enough
+
+
+@bp.get("/v1/articles/<article_id>/related")
+def related(article_id: str) -> Response:
+    """Related articles of one article in the live model version."""
+    if not ID_PATTERN.fullmatch(article_id):
+        # Cannot exist; answered without touching the store.
+        raise NotFound(f"unknown article_id {article_id[:40]!r}", parameter="article_id")
+    query = parse_query(article_id, request.args)
+    store = get_store()
+    info = store.current_version()
+    if info is None:
+        raise ServiceUnavailable("no model version is published yet")
+
+    # Stored data of a version never changes, so without a clock-dependent filter the ETag is
+    # known before any further store round trip, and so is the body if it is cached.
+    cache: ResponseCache | None = current_app.extensions[CACHE_EXTENSION]
+    cache_key = None
+    if query.max_age_days is None:
+        etag = _etag(info, query, None)
+        if request.if_none_match.contains_weak(etag):
+            return _cache_headers(Response(status=304), etag, info)
+        if cache is not None:
+            cache_key = (info.version, query.cache_key())
+            cached = cache.get(cache_key)
+            if cached is not None:
+                return _cache_headers(_json_response(cached), etag, info)
+
+    # No metadata filter: the answer is within the first k + 1 + |exclude| stored neighbours
+    # (the article itself and excluded ids may take places), so read no further than that.
+    limit = None
+    if query.section is None and query.max_age_days is None:
+        limit = query.k + 1 + len(query.exclude)
+    read = store.related_articles(info.version, article_id, limit)
+    if read is None:
+        raise NotFound(f"unknown article_id {article_id!r}", parameter="article_id")
+    cutoff = _cutoff(query.max_age_days)
+    items = select(query, read, cutoff)
+    if len(items) < query.k and not read.complete:
+        # Neighbours without metadata (never in a complete version) used up the margin.
+        full = store.related_articles(info.version, article_id)
+        if full is not None:
+            items = select(query, full, cutoff)
+
+    if query.max_age_days is not None:
+        etag = _etag(info, query, [item["id"] for item in items])
+        if request.if_none_match.contains_weak(etag):
+            return _cache_headers(Response(status=304), etag, info)
+    body = {"article_id": article_id, "model_version": info.version, "items": items}
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    if cache is not None and cache_key is not None:
+        cache.put(cache_key, data)
+    return _cache_headers(_json_response(data), etag, info)
+
+
+def _json_response(data: bytes) -> Response:
+    return Response(data, mimetype="application/json")
+
+
+def init_app(app: Flask) -> None:
+    """Register the route and create the app's answer cache (``RESPONSE_CACHE_SIZE``)."""
+    size = app.config["RESPONSE_CACHE_SIZE"]
+    app.extensions[CACHE_EXTENSION] = ResponseCache(size) if size > 0 else None
+    app.extensions[CACHE_CONTROL_EXTENSION] = f"public, max-age={app.config['CACHE_MAX_AGE']}"
+    app.register_blueprint(bp)

@@ -1,0 +1,90 @@
+"""Embedded mode: serve straight from a loaded model directory, no Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from models.artifact import LoadedModel
+from models.model import RelatedModel
+from models.ranking import published_timestamp
+from models.records import Article
+from service.store.base import ArticleMeta, Neighbour, Store, VersionInfo
+
+
+def tag_keys(model: RelatedModel, tags: Sequence[str]) -> tuple[str, ...]:
+    """Normalised tags of an article that carry weight in ``model``, most specific first."""
+    tagger = model.tags_
+    weighted = [(key, tagger.weight(key)) for key in tagger.analyze(tags, tagger.vocabulary_)]
+    # Stable sort, equal weights in the article's own tag order: the same rule as
+    # service.publish.tag_keys, so embedded and Redis mode show the same shared tags.
+    ordered = sorted((kw for kw in weighted if kw[1] > 0), key=lambda kw: -kw[1])
+    return tuple(key for key, _ in ordered)
+
+
+def article_meta(model: RelatedModel, article: Article) -> ArticleMeta:
+    """What the API serves of one article."""
+    return ArticleMeta(
+        id=article.id,
+        title=article.title,
+        url=article.url,
+        section=article.section,
+        published_at=article.published_at,
+        image_url=article.image_url,
+        tags=article.tags,
+        tag_keys=tag_keys(model, article.tags),
+    )
+
+
+class LocalStore(Store):
+    """A read-only store over one in-memory model (the only version it knows)."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self._model = loaded.model
+        manifest = loaded.manifest
+        counts = manifest.get("counts", {})
+        self._version = VersionInfo(
+            version=loaded.version,
+            built_at=str(manifest["created_at"]),
+            published_at=None,
+            articles=int(counts.get("articles", len(loaded.articles))),
+            k=int(counts.get("k", self._model.neighbours_.shape[1])),
+        )
+        # Built once: per-request tag analysis would cost more than the lookup itself.
+        self._meta = {a.id: article_meta(self._model, a) for a in loaded.articles}
+        self._latest: dict[str | None, list[str]] = {}
+
+    def current_version(self) -> VersionInfo:
+        """The loaded model's version."""
+        return self._version
+
+    def neighbours(self, version: str, article_id: str) -> list[Neighbour] | None:
+        """Stored neighbours of ``article_id``, best first; ``None`` if unknown."""
+        if version != self._version.version or article_id not in self._model.index_:
+            return None
+        return [Neighbour(i, s) for i, s in self._model.neighbours(article_id)]
+
+    def articles(self, version: str, ids: Sequence[str]) -> list[ArticleMeta | None]:
+        """Metadata of ``ids`` in order (``None`` for unknown ids or another version)."""
+        if version != self._version.version:
+            return [None] * len(ids)
+        return [self._meta.get(i) for i in ids]
+
+    def ping(self) -> bool:
+        """Always reachable: the model is in memory."""
+        return True
+
+    def latest(self, version: str, section: str | None, limit: int) -> list[str]:
+        """Ids of the newest articles (optionally of one section), newest first, undated last."""
+        if version != self._version.version:
+            return []
+        wanted = section.casefold() if section else None
+        if wanted not in self._latest:
+            # Built once per section asked: same order as the Redis "latest" sorted sets.
+            metas = [
+                m for m in self._meta.values() if wanted is None or m.section.casefold() == wanted
+            ]
+            if not metas:
+                return []  # not cached: unknown sections asked by clients are unbounded
+            ranked = sorted(metas, key=lambda m: -published_timestamp(m.published_at))
+            self._latest[wanted] = [m.id for m in ranked]
+        return self._latest[wanted][:limit]

@@ -1,0 +1,278 @@
+"""The Redis store: the API's read side of what ``recs publish`` wrote (see service/keys.py).
+
+Each read is one round trip: small Lua scripts follow id -> row -> keys on the server. They
+build key names from prefixes passed in ARGV, which is fine on a single Redis (or a replica)
+but not on Redis Cluster, where a version's keys would have to share a hash tag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from service import keys
+from service.store.base import (
+    ArticleMeta,
+    LazyMetas,
+    Neighbour,
+    RelatedRead,
+    Store,
+    StoreUnavailable,
+    VersionInfo,
+)
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 0.5
+# Lua's unpack() has a stack limit near 8000 values; stay well below it.
+MAX_IDS_PER_CALL = 1000
+
+_CURRENT_LUA = """
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+return {v, redis.call('HGETALL', ARGV[1] .. v .. ARGV[2])}
+"""
+
+# Returns false for an unknown id, else {blob, id_1, ..., id_n} with '' for a neighbour row
+# whose metadata is missing (never expected in a complete version).
+_NEIGHBOURS_LUA = """
+local row = redis.call('HGET', KEYS[1], ARGV[3])
+if not row then return false end
+local blob = redis.call('GET', ARGV[1] .. row)
+if not blob then return false end
+local n = math.floor(#blob / 6)
+local out = {blob}
+if n == 0 then return out end
+local mkeys = {}
+for i = 1, n do
+  mkeys[i] = ARGV[2] .. string.format('%d', struct.unpack('<i4', blob, (i - 1) * 4 + 1))
+end
+local metas = redis.call('MGET', unpack(mkeys))
+for i = 1, n do
+  local id = ''
+  if metas[i] then id = string.match(metas[i], '^%["([^"]*)"') or '' end
+  out[i + 1] = id
+end
+return out
+"""
+
+# The read behind /related: id -> row -> neighbour list -> the source's and the first
+# ARGV[4] (-1: all) neighbours' metadata, all raw. It only follows keys and never parses
+# metadata: Lua string work per neighbour (matching out ids, as _NEIGHBOURS_LUA does) costs
+# more Redis time than the MGET itself, and the API decodes just the few metas it shows.
+# Returns false for an unknown id, else {blob, source meta, meta_1, ..., meta_m} with a nil
+# for missing metadata.
+_RELATED_LUA = """
+local row = redis.call('HGET', KEYS[1], ARGV[3])
+if not row then return false end
+local blob = redis.call('GET', ARGV[1] .. row)
+if not blob then return false end
+local n = math.floor(#blob / 6)
+local limit = tonumber(ARGV[4])
+if limit < 0 or limit > n then limit = n end
+local mkeys = {ARGV[2] .. row}
+for i = 1, limit do
+  mkeys[i + 1] = ARGV[2] .. string.format('%d', struct.unpack('<i4', blob, (i - 1) * 4 + 1))
+end
+local out = redis.call('MGET', unpack(mkeys))
+table.insert(out, 1, blob)
+return out
+"""
+
+# Returns one metadata blob per id, '' for an unknown id.
+_ARTICLES_LUA = """
+local n = #ARGV - 1
+local out = {}
+if n == 0 then return out end
+local rows = redis.call('HMGET', KEYS[1], unpack(ARGV, 2))
+local mkeys, pos = {}, {}
+for i = 1, n do
+  out[i] = ''
+  if rows[i] then
+    mkeys[#mkeys + 1] = ARGV[1] .. rows[i]
+    pos[#pos + 1] = i
+  end
+end
+if #mkeys > 0 then
+  local metas = redis.call('MGET', unpack(mkeys))
+  for j = 1, #mkeys do
+    if metas[j] then out[pos[j]] = metas[j] end
+  end
+end
+return out
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisStore(Store):
+    """Reads published versions from Redis; connection trouble raises StoreUnavailable."""
+
+    def __init__(
+        self,
+        target: str | redis.Redis,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float | None = None,
+        max_connections: int | None = None,
+    ) -> None:
+        if isinstance(target, str):
+            self.client: redis.Redis = redis.Redis.from_url(
+                target,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout if connect_timeout is None else connect_timeout,
+                # One immediate retry heals a pooled connection the server dropped; more would
+                # only delay the 503 a client is waiting for.
+                retry=Retry(NoBackoff(), 1),
+                max_connections=max_connections,
+                decode_responses=False,
+            )
+            self._owned = True
+        else:
+            self.client = target
+            self._owned = False
+        self._current = self.client.register_script(_CURRENT_LUA)
+        self._neighbours = self.client.register_script(_NEIGHBOURS_LUA)
+        self._articles = self.client.register_script(_ARTICLES_LUA)
+        self._related = self.client.register_script(_RELATED_LUA)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisStore:
+        """A store on its own connection pool to ``url``."""
+        return cls(url, **options)
+
+    def _call(self, action: Callable[[], T]) -> T:
+        try:
+            return action()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+
+    def current_version(self) -> VersionInfo | None:
+        """The live version and its info, read in one round trip."""
+        reply = self._call(
+            lambda: self._current(keys=[keys.CURRENT], args=[keys.VERSION_ROOT, keys.INFO_SUFFIX])
+        )
+        if not reply:
+            return None
+        version, flat = _text(reply[0]), reply[1]
+        info = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return VersionInfo(
+            version=version,
+            built_at=info.get("built_at", ""),
+            published_at=info.get("published_at") or None,
+            articles=int(info.get("articles", 0)),
+            k=int(info.get("k", 0)),
+        )
+
+    def neighbours(self, version: str, article_id: str) -> list[Neighbour] | None:
+        """Stored neighbours of an article, best first, in one round trip; None if unknown."""
+        reply = self._call(
+            lambda: self._neighbours(
+                keys=[keys.index_key(version)],
+                args=[keys.neighbours_prefix(version), keys.meta_prefix(version), article_id],
+            )
+        )
+        if not reply:
+            return None
+        _, scores = keys.decode_neighbours(reply[0])
+        return [
+            Neighbour(id=_text(nid), score=float(score))
+            for nid, score in zip(reply[1:], scores.tolist(), strict=True)
+            if nid
+        ]
+
+    def articles(self, version: str, ids: Sequence[str]) -> list[ArticleMeta | None]:
+        """Metadata of several articles, in order (None for unknown ids)."""
+        out: list[ArticleMeta | None] = []
+        index, prefix = keys.index_key(version), keys.meta_prefix(version)
+        for start in range(0, len(ids), MAX_IDS_PER_CALL):
+            chunk = list(ids[start : start + MAX_IDS_PER_CALL])
+            blobs = self._call(lambda c=chunk: self._articles(keys=[index], args=[prefix, *c]))  # type: ignore[misc]
+            out.extend(_meta(blob) if blob else None for blob in blobs)
+        return out
+
+    def related_articles(
+        self, version: str, article_id: str, limit: int | None = None
+    ) -> RelatedRead | None:
+        """Source and neighbour metadata in one round trip; metas are decoded when read."""
+        reply = self._call(
+            lambda: self._related(
+                keys=[keys.index_key(version)],
+                args=[
+                    keys.neighbours_prefix(version),
+                    keys.meta_prefix(version),
+                    article_id,
+                    -1 if limit is None else limit,
+                ],
+            )
+        )
+        if not reply:
+            return None
+        blob, source, blobs = reply[0], reply[1], reply[2:]
+        total = len(blob) // keys.BYTES_PER_NEIGHBOUR
+        # The same float32 arithmetic as keys.decode_neighbours, so scores match neighbours().
+        scores = (
+            np.frombuffer(
+                blob,
+                dtype=keys.SCORE_DTYPE,
+                count=len(blobs),
+                offset=total * keys.ROW_DTYPE.itemsize,
+            ).astype(np.float32)
+            / keys.SCORE_SCALE
+        ).tolist()
+        neighbours: list[Neighbour] = []
+        raw: list[bytes] = []
+        for meta, score in zip(blobs, scores, strict=True):
+            neighbour_id = _meta_id(meta) if meta else None
+            # A row without metadata cannot be named: left out, as neighbours() does.
+            if neighbour_id:
+                neighbours.append(Neighbour(neighbour_id, score))
+                raw.append(meta)
+        return RelatedRead(
+            _meta(source) if source else None,
+            neighbours,
+            LazyMetas(raw, _meta),
+            len(blobs) == total,
+        )
+
+    def ping(self) -> bool:
+        """Whether Redis answers."""
+        try:
+            return bool(self.client.ping())
+        except (redis.ConnectionError, redis.TimeoutError):
+            return False
+
+    def close(self) -> None:
+        """Close the connection pool if this store created it."""
+        if self._owned:
+            self.client.close()
+
+
+def _meta_id(blob: bytes) -> str | None:
+    """The id in a metadata blob without decoding it (``None`` if it is not there)."""
+    # The id is the array's first string and never escaped (see keys.META_FIELDS).
+    if not blob.startswith(b'["'):
+        return None
+    end = blob.find(b'"', 2)
+    return blob[2:end].decode() if end > 2 else None
+
+
+def _meta(blob: bytes) -> ArticleMeta:
+    record = keys.decode_meta(blob)
+    return ArticleMeta(
+        id=record["id"],
+        title=record["title"],
+        url=record["url"],
+        section=record["section"],
+        published_at=record["published_at"],
+        image_url=record["image_url"],
+        tags=tuple(record["tags"]),
+        tag_keys=tuple(record["tag_keys"]),
+    )

@@ -1,0 +1,342 @@
+"""``/v1/recommendations``: ranking, explanations, fallbacks and bad input, on real Redis too."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from models.artifact import LoadedModel
+from models.ranking import RankingConfig, recommend
+from service import keys
+from service.foryou_source import store_source
+from service.openapi import spec_bytes
+from service.publish import publish
+from service.store.local_store import LocalStore
+from tests.service_fixtures import NOW, embedded_app, loaded_model, redis_app, trained_model_dir
+
+URL = "/v1/recommendations"
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    return loaded_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return trained_model_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def embedded(model_dir: Path) -> Flask:
+    return embedded_app(model_dir)
+
+
+@pytest.fixture
+def published(redis_url: str, redis_client: redis.Redis, loaded: LoadedModel) -> str:
+    publish(redis_client, loaded)
+    return redis_url
+
+
+@pytest.fixture
+def remote(published: str) -> FlaskClient:
+    return redis_app(published, TRENDING_CACHE_SECONDS=0).test_client()
+
+
+@pytest.fixture(scope="module")
+def history(loaded: LoadedModel) -> list[str]:
+    """Five Earnings stories, most recent read first."""
+    return [a.id for a in loaded.articles if a.section == "Earnings"][:5]
+
+
+def validate(body: Any, name: str = "RecommendationsResponse") -> None:
+    spec = json.loads(spec_bytes())
+    schema = {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+    jsonschema.Draft202012Validator(schema).validate(body)
+
+
+def ids(body: dict[str, Any]) -> list[str]:
+    return [item["id"] for item in body["items"]]
+
+
+def check_box(body: dict[str, Any], k: int, read: list[str] = ()) -> None:  # type: ignore[assignment]
+    """Every answer: valid, k items, no repeats, nothing already read."""
+    validate(body)
+    got = ids(body)
+    assert len(got) == k
+    assert len(set(got)) == k
+    assert not set(got) & set(read)
+
+
+def both(embedded: Flask, remote: FlaskClient) -> list[FlaskClient]:
+    return [embedded.test_client(), remote]
+
+
+# ------------------------------------------------------------------------------- ranking
+def test_history_in_recommendations_out(
+    embedded: Flask, remote: FlaskClient, history: list[str], loaded: LoadedModel
+) -> None:
+    for client in both(embedded, remote):
+        query = {"history": ",".join([*history, "not-in-model"]), "k": 6}
+        body = client.get(URL, query_string=query).get_json()
+        check_box(body, 6, history)
+        assert body["model_version"] == loaded.version
+        assert body["ignored"] == ["not-in-model"]
+        for item in body["items"]:
+            assert item["source"] == "history"
+            assert item["because"] and set(item["because"]) <= set(history)
+            assert item["score"] > 0
+            article = loaded.articles[loaded.model.index_[item["id"]]]
+            assert set(item["shared_tags"]) <= set(article.tags) | {
+                t.casefold() for t in article.tags
+            }
+
+
+def test_embedded_mode_runs_the_pure_ranking(
+    embedded: Flask, history: list[str], loaded: LoadedModel
+) -> None:
+    store = LocalStore(loaded)
+    expected = recommend(
+        store_source(store, loaded.version), history, k=10, now=NOW, config=RankingConfig()
+    )
+    body = embedded.test_client().get(URL, query_string={"history": history, "k": 10}).get_json()
+    assert ids(body) == [item.meta.id for item in expected.items]
+    assert [i["because"] for i in body["items"]] == [list(x.because) for x in expected.items]
+
+
+def test_redis_and_embedded_agree(embedded: Flask, remote: FlaskClient, history: list[str]) -> None:
+    query = {"history": ",".join(history), "k": 10}
+    local = embedded.test_client().get(URL, query_string=query).get_json()
+    stored = remote.get(URL, query_string=query).get_json()
+    # Redis keeps scores to 1/65535: equal up to that rounding.
+    assert ids(local) == ids(stored)
+    for a, b in zip(local["items"], stored["items"], strict=True):
+        assert a["score"] == pytest.approx(b["score"], abs=1e-3)
+        assert a["because"] == b["because"]
+        assert a["shared_tags"] == b["shared_tags"]
+
+
+def test_post_and_get_give_the_same_answer(remote: FlaskClient, history: list[str]) -> None:
+    got = remote.get(URL, query_string={"history": history, "k": 4, "exclude": history[0]})
+    posted = remote.post(URL, json={"history": history, "k": 4, "exclude": [history[0]]})
+    assert got.status_code == posted.status_code == 200
+    assert got.get_json() == posted.get_json()
+    assert got.headers["Cache-Control"] == "no-store"
+
+
+def test_exclude_and_section(
+    embedded: Flask, remote: FlaskClient, history: list[str], loaded: LoadedModel
+) -> None:
+    for client in both(embedded, remote):
+        first = ids(client.post(URL, json={"history": history, "k": 6}).get_json())
+        body = client.post(URL, json={"history": history, "k": 6, "exclude": first[:3]}).get_json()
+        check_box(body, 6, history + first[:3])
+        body = client.post(URL, json={"history": history, "k": 8, "section": "deals"}).get_json()
+        check_box(body, 8, history)
+        assert {item["section"] for item in body["items"]} == {"Deals"}
+
+
+def test_only_unknown_history_falls_back(embedded: Flask) -> None:
+    body = embedded.test_client().post(URL, json={"history": ["x1", "x2"], "k": 3}).get_json()
+    check_box(body, 3)
+    assert body["ignored"] == ["x1", "x2"]
+    assert {item["source"] for item in body["items"]} == {"latest"}
+
+
+# ------------------------------------------------------------------------------- fallbacks
+def newest(loaded: LoadedModel, section: str | None = None) -> list[str]:
+    """Article ids newest first, as the latest fallback must list them."""
+    articles = [a for a in loaded.articles if section is None or a.section == section]
+    stamp: Callable[[Any], float] = lambda a: datetime.fromisoformat(a.published_at).timestamp()  # noqa: E731
+    return [a.id for a in sorted(articles, key=lambda a: -stamp(a))]
+
+
+def test_cold_start_is_latest(embedded: Flask, remote: FlaskClient, loaded: LoadedModel) -> None:
+    for client in both(embedded, remote):
+        body = client.get(URL, query_string={"k": 5}).get_json()
+        check_box(body, 5)
+        assert {item["source"] for item in body["items"]} == {"latest"}
+        got = ids(body)
+        stamps = [loaded.articles[loaded.model.index_[i]].published_at for i in got]
+        assert stamps == sorted(stamps, reverse=True)
+        assert stamps[0] == max(a.published_at for a in loaded.articles)  # type: ignore[type-var]
+        section = client.get(URL, query_string={"k": 5, "section": "markets"}).get_json()
+        check_box(section, 5)
+        assert {item["section"] for item in section["items"]} == {"Markets"}
+        assert [
+            loaded.articles[loaded.model.index_[i]].published_at for i in ids(section)
+        ] == sorted(
+            (loaded.articles[loaded.model.index_[i]].published_at for i in ids(section)),
+            reverse=True,
+        )
+
+
+def test_publish_writes_latest_sorted_sets(
+    published: str, redis_client: redis.Redis, loaded: LoadedModel
+) -> None:
+    everything = redis_client.zrevrange(keys.latest_key(loaded.version), 0, -1, withscores=True)
+    assert len(everything) == len(loaded.articles)
+    times = [score for _, score in everything]
+    assert times == sorted(times, reverse=True)
+    deals = redis_client.zrange(keys.latest_section_key(loaded.version, "Deals"), 0, -1)
+    assert {m.decode() for m in deals} == {a.id for a in loaded.articles if a.section == "Deals"}
+
+
+def test_trending_comes_before_latest(
+    remote: FlaskClient, loaded: LoadedModel, history: list[str]
+) -> None:
+    hot = [a.id for a in loaded.articles[100:103]]
+    for article_id, count in zip(hot, (1, 3, 2), strict=True):
+        for _ in range(count):
+            assert remote.post("/v1/events", json={"article_id": article_id}).status_code == 202
+    body = remote.get(URL, query_string={"k": 5}).get_json()
+    check_box(body, 5)
+    assert ids(body)[:3] == [hot[1], hot[2], hot[0]]
+    assert [i["source"] for i in body["items"]] == ["trending"] * 3 + ["latest"] * 2
+    # A trending article already read is skipped.
+    body = remote.post(URL, json={"history": [hot[1]], "k": 50}).get_json()
+    assert hot[1] not in ids(body)
+
+
+def test_trending_window_and_decay(published: str, loaded: LoadedModel) -> None:
+    from datetime import timedelta
+
+    def app_at(moment: datetime) -> FlaskClient:
+        return redis_app(published, TRENDING_CACHE_SECONDS=0, CLOCK=lambda: moment).test_client()
+
+    old, recent, newer = (a.id for a in loaded.articles[200:203])
+    then = app_at(NOW - timedelta(hours=30))  # outside the 24-hour window by "now"
+    for _ in range(5):
+        then.post("/v1/events", json={"article_id": old})
+    earlier = app_at(NOW - timedelta(hours=6))  # one half-life ago: 3 events weigh 1.5
+    for _ in range(3):
+        earlier.post("/v1/events", json={"article_id": recent})
+    now = app_at(NOW)
+    for _ in range(2):
+        now.post("/v1/events", json={"article_id": newer})
+    body = now.get(URL, query_string={"k": 3}).get_json()
+    assert ids(body)[:2] == [newer, recent]
+    assert old not in ids(body)
+
+
+def test_always_k_and_never_a_repeat(
+    embedded: Flask, remote: FlaskClient, history: list[str], loaded: LoadedModel
+) -> None:
+    remote.post("/v1/events", json={"article_id": loaded.articles[7].id})
+    for client in both(embedded, remote):
+        for query in (
+            {"history": history[:1], "k": 50},
+            {"history": history, "k": 50, "section": "Markets"},
+            {"history": history, "k": 50, "exclude": history},
+        ):
+            body = client.post(URL, json=query).get_json()
+            check_box(body, 50, query["history"])  # type: ignore[arg-type]
+            sources = [item["source"] for item in body["items"]]
+            order = {"history": 0, "trending": 1, "latest": 2}
+            assert sources == sorted(sources, key=order.__getitem__)
+
+
+def test_stored_history_is_used_for_a_user(
+    remote: FlaskClient, history: list[str], embedded: Flask
+) -> None:
+    for article_id in reversed(history):  # the last event is the most recent read
+        assert (
+            remote.post("/v1/events", json={"user_id": "u-1", "article_id": article_id}).status_code
+            == 202
+        )
+    stored = remote.post(URL, json={"user_id": "u-1", "k": 6}).get_json()
+    given = remote.post(URL, json={"history": history, "k": 6}).get_json()
+    assert ids(stored) == ids(given)
+    assert ids(remote.get(URL, query_string={"user_id": "u-1", "k": 6}).get_json()) == ids(given)
+    # An explicit history wins over the stored one.
+    other = remote.post(URL, json={"user_id": "u-1", "history": [], "k": 6}).get_json()
+    assert {item["source"] for item in other["items"]} <= {"trending", "latest"}
+    # Embedded mode has no stored history: a user id alone gets the cold-start box.
+    cold = embedded.test_client().post(URL, json={"user_id": "u-1", "k": 3}).get_json()
+    check_box(cold, 3)
+
+
+def test_long_history_is_truncated_not_refused(embedded: Flask, loaded: LoadedModel) -> None:
+    long = [a.id for a in loaded.articles[:120]]
+    response = embedded.test_client().post(URL, json={"history": long, "k": 6})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert not set(ids(body)) & set(long[:50])
+    for item in body["items"]:
+        assert set(item["because"]) <= set(long[:50])
+
+
+def test_nothing_published_is_503(redis_url: str) -> None:
+    response = redis_app(redis_url).test_client().get(URL, query_string={"history": "a"})
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+
+
+# ------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    ("body", "parameter", "message"),
+    [
+        ({"history": "a,b"}, "history", "must be a list"),
+        ({"history": ["ok", 3]}, "history[1]", "must be a string"),
+        ({"history": ["ok", "bad id!"]}, "history[1]", "not a valid article id"),
+        ({"k": 100000}, "k", "from 1 to 50"),
+        ({"k": 0}, "k", "from 1 to 50"),
+        ({"k": True}, "k", "from 1 to 50"),
+        ({"exclude": ["x"] * 101}, "exclude", "at most 100"),
+        ({"exclude": "x"}, "exclude", "must be a list"),
+        ({"user_id": "a b"}, "user_id", "not a valid user id"),
+        ({"section": 5}, "section", "must be a string"),
+        ({"section": "s" * 201}, "section", "at most 200"),
+        ({"histroy": []}, "histroy", "unknown field"),
+        ([1, 2], "body", "must be a JSON object"),
+    ],
+)
+def test_bad_post_bodies_are_400(embedded: Flask, body: Any, parameter: str, message: str) -> None:
+    response = embedded.test_client().post(URL, json=body)
+    assert response.status_code == 400
+    error = response.get_json()
+    assert error["parameter"] == parameter
+    assert message in error["message"]
+    validate(error, "Error")
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ({"history": "ok,bad id"}, "history"),
+        ({"k": "999999999"}, "k"),
+        ({"k": "²"}, "k"),
+        ({"exclude": "a/b"}, "exclude"),
+        ({"user_id": "x" * 129}, "user_id"),
+    ],
+)
+def test_bad_queries_are_400(embedded: Flask, query: dict[str, str], parameter: str) -> None:
+    response = embedded.test_client().get(URL, query_string=query)
+    assert response.status_code == 400
+    assert response.get_json()["parameter"] == parameter
+
+
+def test_oversized_and_malformed_bodies(embedded: Flask) -> None:
+    client = embedded.test_client()
+    big = json.dumps({"history": ["a" * 100] * 200})
+    response = client.post(URL, data=big, content_type="application/json")
+    assert response.status_code == 413
+    assert response.get_json()["parameter"] == "body"
+    assert "at most 16384" in response.get_json()["message"]
+    response = client.post(URL, data="{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["message"] == "body: not valid JSON"
+    # A beacon's text/plain body is still read as JSON.
+    response = client.post(URL, data=json.dumps({"k": 2}), content_type="text/plain")
+    assert response.status_code == 200
+    small = embedded_app(Path(embedded.config["MODEL_DIR"]), MAX_BODY_BYTES=300).test_client()
+    assert small.post(URL, json={"history": ["a" * 100] * 5}).status_code == 413

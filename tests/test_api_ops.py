@@ -1,0 +1,316 @@
+"""Health, readiness, metrics, error handling and configuration of the API app."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import redis
+from flask import Flask
+from prometheus_client.parser import text_string_to_metric_families
+
+from models.artifact import LoadedModel
+from service import ConfigError, create_app
+from service.store.base import ArticleMeta, Neighbour, Store, VersionInfo
+from service.store.local_store import LocalStore
+from tests.service_fixtures import embedded_app, loaded_model, redis_app, trained_model_dir
+
+UNREACHABLE = "redis://127.0.0.1:1/0"
+RELATED = "/v1/articles/{}/related"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return trained_model_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    return loaded_model(tmp_path_factory)
+
+
+@pytest.fixture
+def app(model_dir: Path) -> Flask:
+    return embedded_app(model_dir)
+
+
+def samples(app: Flask, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """Current samples of one metric, keyed by their sorted labels."""
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                out[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+# ------------------------------------------------------------------------------- health
+
+
+def test_healthz(app: Flask) -> None:
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_healthz_does_not_need_the_store() -> None:
+    response = redis_app(UNREACHABLE).test_client().get("/healthz")
+    assert response.status_code == 200
+
+
+def test_readyz_embedded(app: Flask, loaded: LoadedModel) -> None:
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "ready",
+        "model_version": loaded.version,
+        "built_at": loaded.manifest["created_at"],
+        "published_at": None,
+        "articles": len(loaded.articles),
+    }
+
+
+def test_readyz_redis_unreachable_is_503() -> None:
+    response = redis_app(UNREACHABLE).test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json() == {
+        "status": "not_ready",
+        "reason": "the article store is unreachable",
+    }
+
+
+def test_readyz_redis_without_a_version_is_503(redis_url: str) -> None:
+    response = redis_app(redis_url).test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["reason"] == "no model version is published"
+
+
+def test_readyz_redis_published(
+    redis_url: str, redis_client: redis.Redis, loaded: LoadedModel
+) -> None:
+    publish = pytest.importorskip("service.publish", reason="service/publish.py not written yet")
+    publish.publish(redis_client, loaded)
+    body = redis_app(redis_url).test_client().get("/readyz").get_json()
+    assert body["status"] == "ready"
+    assert body["model_version"] == loaded.version
+    assert body["published_at"]  # set by the publish, unlike embedded mode
+
+
+# ------------------------------------------------------------------------------- metrics
+
+
+def test_metrics_count_requests_by_endpoint_method_and_status(
+    app: Flask, loaded: LoadedModel
+) -> None:
+    client = app.test_client()
+    article = loaded.articles[0].id
+    for _ in range(3):
+        client.get(RELATED.format(article))
+    client.get(RELATED.format(article), query_string={"k": 0})
+    client.get(RELATED.format("no-such-article"))
+    client.get("/nowhere")
+    client.post("/healthz")
+    counts = samples(app, "recs_http_requests_total")
+    rule = "/v1/articles/<article_id>/related"
+
+    def count(endpoint: str, status: str, method: str = "GET") -> float:
+        key = (("endpoint", endpoint), ("method", method), ("status", status))
+        return counts.get(key, 0.0)
+
+    assert count(rule, "200") == 3
+    assert count(rule, "400") == 1
+    assert count(rule, "404") == 1
+    assert count("<unmatched>", "404") == 1
+    # A method mismatch matches no rule either.
+    assert count("<unmatched>", "405", "POST") == 1
+    # Article ids never become label values (unbounded cardinality).
+    assert not any(article in str(key) for key in counts)
+    latency = samples(app, "recs_http_request_duration_seconds_count")
+    assert latency[(("endpoint", rule), ("status", "200"))] == 3
+
+
+def test_metrics_format_and_version_gauge(app: Flask, loaded: LoadedModel) -> None:
+    response = app.test_client().get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    versions = samples(app, "recs_model_version_info")
+    key = (("built_at", loaded.manifest["created_at"]), ("version", loaded.version))
+    assert versions == {key: 1.0}
+
+
+def test_metrics_count_store_errors() -> None:
+    app = redis_app(UNREACHABLE)
+    client = app.test_client()
+    client.get(RELATED.format("reuters-1"))
+    client.get("/readyz")
+    errors = samples(app, "recs_store_errors_total")
+    # /related, /readyz, and the scrape's own version lookup.
+    assert errors[()] >= 2
+    assert samples(app, "recs_model_version_info") == {}
+    assert (
+        samples(app, "recs_http_requests_total")[
+            (
+                ("endpoint", "/v1/articles/<article_id>/related"),
+                ("method", "GET"),
+                ("status", "503"),
+            )
+        ]
+        == 1
+    )
+
+
+def test_each_app_has_its_own_registry(model_dir: Path) -> None:
+    first, second = embedded_app(model_dir), embedded_app(model_dir)
+    first.test_client().get("/healthz")
+    key = (("endpoint", "/healthz"), ("method", "GET"), ("status", "200"))
+    assert samples(first, "recs_http_requests_total")[key] == 1
+    assert key not in samples(second, "recs_http_requests_total")
+
+
+# ------------------------------------------------------------------------------- errors
+
+
+def test_unknown_route_is_json_404(app: Flask) -> None:
+    response = app.test_client().get("/v2/whatever")
+    assert response.status_code == 404
+    assert response.get_json() == {"error": "not_found", "message": "no such endpoint"}
+
+
+def test_wrong_method_is_json_405(app: Flask) -> None:
+    response = app.test_client().delete("/readyz")
+    assert response.status_code == 405
+    assert response.get_json()["error"] == "method_not_allowed"
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "HEAD"}
+
+
+class BrokenStore(Store):
+    """A store with a bug: its reads raise something the API does not expect."""
+
+    def current_version(self) -> VersionInfo | None:
+        return VersionInfo("v1", "2020-01-01T00:00:00Z", None, 1, 1)
+
+    def neighbours(self, version: str, article_id: str) -> list[Neighbour] | None:
+        raise KeyError("secret-internal-detail /etc/passwd")
+
+    def articles(self, version: str, ids: Sequence[str]) -> list[ArticleMeta | None]:
+        return [None] * len(ids)
+
+    def ping(self) -> bool:
+        return True
+
+
+def test_unexpected_error_is_generic_500_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app({"STORE": BrokenStore()})
+    with caplog.at_level(logging.ERROR):
+        response = app.test_client().get(RELATED.format("a-1"))
+    assert response.status_code == 500
+    assert response.get_json() == {"error": "internal", "message": "internal error"}
+    assert b"secret" not in response.data and b"Traceback" not in response.data
+    assert any(
+        r.exc_info and "secret-internal-detail" in str(r.exc_info[1]) for r in caplog.records
+    )
+
+
+def test_500_even_when_testing_propagation_is_on() -> None:
+    # TESTING propagates unhandled exceptions in Flask; ours are all handled.
+    app = create_app({"STORE": BrokenStore(), "TESTING": True})
+    assert app.test_client().get(RELATED.format("a-1")).status_code == 500
+
+
+# ------------------------------------------------------------------------------- config
+
+
+def test_no_data_source_fails_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RECS_REDIS_URL", raising=False)
+    monkeypatch.delenv("RECS_MODEL_DIR", raising=False)
+    with pytest.raises(ConfigError, match="set RECS_REDIS_URL .* or RECS_MODEL_DIR"):
+        create_app()
+
+
+def test_bad_model_dir_fails_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="RECS_MODEL_DIR"):
+        create_app({"MODEL_DIR": str(tmp_path / "missing")})
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("CACHE_MAX_AGE", -1),
+        ("CACHE_MAX_AGE", "soon"),
+        ("RETRY_AFTER", True),
+        ("MAX_K", 0),
+        ("DEFAULT_K", 51),
+        ("CLOCK", "now"),
+        ("CORS_ORIGINS", 5),
+        ("VERSION_TTL", -1),
+        ("VERSION_TTL", "1s"),
+        ("RESPONSE_CACHE_SIZE", -5),
+    ],
+)
+def test_bad_settings_fail_at_start(model_dir: Path, key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=key):
+        embedded_app(model_dir, **{key: value})
+
+
+def test_settings_from_environment(
+    monkeypatch: pytest.MonkeyPatch, model_dir: Path, loaded: LoadedModel
+) -> None:
+    monkeypatch.delenv("RECS_REDIS_URL", raising=False)
+    monkeypatch.setenv("RECS_MODEL_DIR", str(model_dir))
+    monkeypatch.setenv("RECS_CACHE_MAX_AGE", "60")
+    monkeypatch.setenv("RECS_DEFAULT_K", "3")
+    monkeypatch.setenv("RECS_CORS_ORIGINS", "https://a.example,https://b.example")
+    app = create_app()
+    assert isinstance(app.extensions["recs_store"], LocalStore)
+    response = app.test_client().get(
+        RELATED.format(loaded.articles[0].id), headers={"Origin": "https://b.example"}
+    )
+    assert response.headers["Cache-Control"] == "public, max-age=60"
+    assert len(response.get_json()["items"]) == 3
+    assert response.headers["Access-Control-Allow-Origin"] == "https://b.example"
+
+
+def test_redis_url_wins_over_model_dir(model_dir: Path) -> None:
+    from service.store.redis_store import RedisStore
+    from service.store_ext import VersionCache
+
+    app = create_app({"REDIS_URL": UNREACHABLE, "MODEL_DIR": str(model_dir)})
+    store = app.extensions["recs_store"]
+    assert isinstance(store, VersionCache) and isinstance(store.inner, RedisStore)
+    uncached = create_app({"REDIS_URL": UNREACHABLE, "VERSION_TTL": 0})
+    assert isinstance(uncached.extensions["recs_store"], RedisStore)
+
+
+def test_create_app_has_no_import_time_app() -> None:
+    import service
+
+    assert not any(isinstance(value, Flask) for value in vars(service).values())
+
+
+def test_metrics_in_prometheus_multiprocess_mode(model_dir: Path, tmp_path: Path) -> None:
+    """With several gunicorn workers, /metrics sums every worker's files."""
+    # prometheus_client picks its value store at import: a fresh interpreter is needed.
+    script = (
+        "from service import create_app\n"
+        f"app = create_app({{'MODEL_DIR': {str(model_dir)!r}}})\n"
+        "client = app.test_client()\n"
+        "client.get('/healthz')\n"
+        "print(client.get('/metrics').get_data(as_text=True))\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    env.pop("RECS_REDIS_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert 'recs_http_requests_total{endpoint="/healthz",method="GET",status="200"} 1.0' in (
+        done.stdout
+    )
+    assert "recs_model_version_info{" in done.stdout
+    assert any(tmp_path.iterdir())  # the per-process files

@@ -1,0 +1,169 @@
+"""``/v1/events`` and ``DELETE /v1/users/<id>``: stored histories, retention, erasure, trending."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from flask.testing import FlaskClient
+
+from models.artifact import LoadedModel
+from service import ConfigError, keys
+from service.history import HistorySettings, trending_weights
+from service.publish import publish
+from tests.service_fixtures import NOW, embedded_app, loaded_model, redis_app, trained_model_dir
+
+TOKEN = "s3cret-admin-token-0123456789"
+EVENTS = "/v1/events"
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    return loaded_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return trained_model_dir(tmp_path_factory)
+
+
+@pytest.fixture
+def published(redis_url: str, redis_client: redis.Redis, loaded: LoadedModel) -> str:
+    publish(redis_client, loaded)
+    return redis_url
+
+
+def client_for(url: str, **config: object) -> FlaskClient:
+    settings: dict[str, object] = {"ADMIN_TOKEN": TOKEN, "TRENDING_CACHE_SECONDS": 0}
+    settings.update(config)
+    return redis_app(url, **settings).test_client()
+
+
+def stored(redis_client: redis.Redis, user_id: str) -> list[str]:
+    return [v.decode() for v in redis_client.lrange(keys.user_history_key(user_id), 0, -1)]
+
+
+def test_events_build_a_capped_most_recent_first_history(
+    published: str, redis_client: redis.Redis
+) -> None:
+    client = client_for(published, HISTORY_MAX=3)
+    for article_id in ["a", "b", "c", "b", "d"]:
+        response = client.post(EVENTS, json={"user_id": "u1", "article_id": article_id})
+        assert response.status_code == 202
+        assert response.get_json() == {"status": "accepted"}
+    # A re-read moves to the front; the oldest falls off the end.
+    assert stored(redis_client, "u1") == ["d", "b", "c"]
+
+
+def test_history_expires_after_the_retention(published: str, redis_client: redis.Redis) -> None:
+    client = client_for(published, HISTORY_TTL_DAYS=30)
+    client.post(EVENTS, json={"user_id": "u2", "article_id": "a", "type": "click"})
+    ttl = redis_client.ttl(keys.user_history_key("u2"))
+    assert 30 * 86_400 - 5 <= ttl <= 30 * 86_400
+    short = client_for(published, HISTORY_TTL_DAYS=1 / 86_400)  # one second
+    short.post(EVENTS, json={"user_id": "u3", "article_id": "a"})
+    assert stored(redis_client, "u3") == ["a"]
+    time.sleep(1.2)
+    assert stored(redis_client, "u3") == []
+
+
+def test_events_count_in_hourly_trending_buckets(published: str, redis_client: redis.Redis) -> None:
+    client = client_for(published, TRENDING_WINDOW_HOURS=24)
+    client.post(EVENTS, json={"article_id": "a"})  # anonymous: trending only
+    client.post(
+        EVENTS, json={"article_id": "a", "type": "click", "position": 2, "source": "history"}
+    )
+    bucket = keys.trending_key(int(NOW.timestamp() // 3600))
+    assert redis_client.zscore(bucket, "a") == 2.0
+    assert 0 < redis_client.ttl(bucket) <= 25 * 3600
+    assert not redis_client.keys(keys.USER_ROOT + "*")
+
+
+def test_trending_weights_decay_by_hour() -> None:
+    weights = trending_weights(7200.0, HistorySettings(window_hours=3, half_life_hours=1))
+    assert weights == {"rs:trend:2": 1.0, "rs:trend:1": 0.5, "rs:trend:0": 0.25}
+
+
+@pytest.mark.parametrize(
+    ("body", "parameter"),
+    [
+        ({}, "article_id"),
+        ({"article_id": "bad id"}, "article_id"),
+        ({"article_id": 5}, "article_id"),
+        ({"article_id": "a", "user_id": ""}, "user_id"),
+        ({"article_id": "a", "type": "purchase"}, "type"),
+        ({"article_id": "a", "position": True}, "position"),
+        ({"article_id": "a", "position": 5000}, "position"),
+        ({"article_id": "a", "source": "somewhere"}, "source"),
+        ({"article_id": "a", "extra": 1}, "extra"),
+        (["a"], "body"),
+    ],
+)
+def test_bad_events_are_400(published: str, body: object, parameter: str) -> None:
+    response = client_for(published).post(EVENTS, json=body)
+    assert response.status_code == 400
+    assert response.get_json()["parameter"] == parameter
+
+
+def test_oversized_event_is_413(published: str) -> None:
+    response = client_for(published).post(EVENTS, data="x" * 20_000)
+    assert response.status_code == 413
+
+
+# ------------------------------------------------------------------------------- erasure
+def test_deleting_a_user_needs_the_admin_token(published: str, redis_client: redis.Redis) -> None:
+    client = client_for(published)
+    client.post(EVENTS, json={"user_id": "u4", "article_id": "a"})
+    url = "/v1/users/u4"
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong-token-wrong-token"},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": f"Bearer {TOKEN}x"},
+    ):
+        response = client.delete(url, headers=headers)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert response.get_json()["error"] == "unauthorized"
+    assert stored(redis_client, "u4") == ["a"]
+    response = client.delete(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 204
+    assert stored(redis_client, "u4") == []
+    # Idempotent: erasing again (or an unknown user) is fine.
+    assert client.delete(url, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 204
+    bad = client.delete("/v1/users/a%20b", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert bad.status_code == 400
+
+
+def test_deletion_is_disabled_without_a_token(published: str) -> None:
+    client = client_for(published, ADMIN_TOKEN=None)
+    response = client.delete("/v1/users/u5", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 404  # like an unknown URL: disabled, not open
+    assert response.get_json()["error"] == "not_found"
+    assert client.get("/v1/users/u5").status_code == 405
+
+
+def test_a_short_admin_token_is_refused(published: str) -> None:
+    with pytest.raises(ConfigError, match="ADMIN_TOKEN .*at least 16"):
+        client_for(published, ADMIN_TOKEN="short")
+
+
+# ------------------------------------------------------------------------------- no Redis
+def test_embedded_mode_has_no_server_side_history(model_dir: Path) -> None:
+    client = embedded_app(model_dir, ADMIN_TOKEN=TOKEN).test_client()
+    response = client.post(EVENTS, json={"user_id": "u", "article_id": "a"})
+    assert response.status_code == 501
+    assert "need Redis" in response.get_json()["message"]
+    response = client.delete("/v1/users/u", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 501
+    # Recommendations from a given history still work.
+    assert client.post("/v1/recommendations", json={"history": ["x"], "k": 2}).status_code == 200
+
+
+def test_redis_down_is_503(model_dir: Path) -> None:
+    client = redis_app("redis://127.0.0.1:1/0").test_client()
+    response = client.post(EVENTS, json={"user_id": "u", "article_id": "a"})
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]

@@ -1,0 +1,208 @@
+"""The pure ranking core of "Recommended for you": hand-built corpora, orders computed by hand."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+
+from models.ranking import (
+    ModelSource,
+    RankingConfig,
+    diversify,
+    fill,
+    freshness_factors,
+    neighbour_similarity,
+    recency_weight,
+    recommend,
+)
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+# Relevance only: no freshness, no diversity, so the expected order is the hand-computed sum.
+PLAIN = RankingConfig(
+    history_half_life=1.0, freshness_half_life_hours=0, diversity=0.0, duplicate_threshold=1.0
+)
+
+
+@dataclass(frozen=True)
+class Meta:
+    id: str
+    section: str = "news"
+    published_at: str | None = None
+
+
+def source(
+    lists: Mapping[str, Sequence[tuple[str, float]]], metas: Mapping[str, Meta] | None = None
+) -> ModelSource[Meta]:
+    known = dict(metas or {})
+    for key, neighbours in lists.items():
+        known.setdefault(key, Meta(key))
+        for other, _ in neighbours:
+            known.setdefault(other, Meta(other))
+    return ModelSource(lambda i: lists.get(i), lambda ids: [known.get(i) for i in ids])
+
+
+def ranked(result: object) -> list[str]:
+    return [item.meta.id for item in result.items]  # type: ignore[attr-defined]
+
+
+LISTS = {
+    "h0": [("a", 0.5), ("b", 0.4)],
+    "h1": [("b", 0.5), ("c", 0.9)],
+}
+
+
+def test_recency_weight_halves_every_half_life() -> None:
+    assert recency_weight(0, 10) == 1.0
+    assert recency_weight(10, 10) == pytest.approx(0.5)
+    assert recency_weight(20, 10) == pytest.approx(0.25)
+
+
+def test_scores_are_recency_weighted_sums_hand_computed() -> None:
+    # History h0 (weight 1), h1 (weight 0.5): a = 0.5, b = 0.4 + 0.5 * 0.5 = 0.65, c = 0.45.
+    result = recommend(source(LISTS), ["h0", "h1"], k=3, now=NOW, config=PLAIN)
+    assert ranked(result) == ["b", "a", "c"]
+    assert [round(item.score, 6) for item in result.items] == [0.65, 0.5, 0.45]
+    assert [item.because for item in result.items] == [("h0", "h1"), ("h0",), ("h1",)]
+
+
+def test_the_most_recent_read_counts_most() -> None:
+    # Reversed: c = 0.9, b = 0.5 + 0.5 * 0.4 = 0.7, a = 0.5 * 0.5 = 0.25.
+    result = recommend(source(LISTS), ["h1", "h0"], k=3, now=NOW, config=PLAIN)
+    assert ranked(result) == ["c", "b", "a"]
+    assert [round(item.score, 6) for item in result.items] == [0.9, 0.7, 0.25]
+    # "because" is ordered by contribution: for b, h1 gave 0.5 and h0 gave 0.2.
+    assert result.items[1].because == ("h1", "h0")
+
+
+def test_read_and_excluded_items_are_never_recommended() -> None:
+    lists = {"h0": [("h1", 0.9), ("a", 0.5), ("b", 0.4)], "h1": [("h0", 0.9), ("c", 0.3)]}
+    result = recommend(source(lists), ["h0", "h1"], k=5, now=NOW, config=PLAIN, exclude={"b"})
+    assert ranked(result) == ["a", "c"]
+    assert result.read == {"h0", "h1"}
+
+
+def test_unknown_and_repeated_history_ids() -> None:
+    result = recommend(source(LISTS), ["nope", "h0", "h0", "h1"], k=3, now=NOW, config=PLAIN)
+    assert result.ignored == ["nope"]
+    # Positions count reads, known or not: h0 at position 1 (0.5), h1 at position 2 (0.25).
+    # a = 0.25, b = 0.2 + 0.125 = 0.325, c = 0.225; the repeat of h0 is dropped.
+    assert ranked(result) == ["b", "a", "c"]
+    assert [round(item.score, 6) for item in result.items] == [0.325, 0.25, 0.225]
+
+
+def test_history_is_capped() -> None:
+    config = RankingConfig(freshness_half_life_hours=0, diversity=0.0, max_history=1)
+    result = recommend(source(LISTS), ["h0", "h1"], k=5, now=NOW, config=config)
+    assert ranked(result) == ["a", "b"]  # h1 was cut: c is unreachable
+
+
+def test_candidates_are_capped() -> None:
+    lists = {"h0": [(f"c{i}", 1.0 - i / 100) for i in range(40)]}
+    config = RankingConfig(freshness_half_life_hours=0, diversity=0.0, max_candidates=7)
+    result = recommend(source(lists), ["h0"], k=20, now=NOW, config=config)
+    assert ranked(result) == [f"c{i}" for i in range(7)]
+
+
+def test_section_filter() -> None:
+    metas = {"a": Meta("a", "Sport"), "b": Meta("b", "news"), "c": Meta("c", "sport")}
+    result = recommend(
+        source(LISTS, metas), ["h0", "h1"], k=3, now=NOW, config=PLAIN, section="SPORT"
+    )
+    assert ranked(result) == ["a", "c"]
+
+
+def test_near_duplicates_are_collapsed() -> None:
+    # Three versions of one story (similar to each other at 0.95), then a different story.
+    lists = {
+        "h0": [("d1", 0.9), ("d2", 0.89), ("d3", 0.88), ("x", 0.5)],
+        "d1": [("d2", 0.95), ("d3", 0.95)],
+        "d2": [("d1", 0.95), ("d3", 0.95)],
+        "d3": [("d1", 0.95), ("d2", 0.95)],
+        "x": [],
+    }
+    diverse = RankingConfig(freshness_half_life_hours=0)
+    assert ranked(recommend(source(lists), ["h0"], k=2, now=NOW, config=diverse)) == ["d1", "x"]
+    # The near-duplicates still fill the box when nothing else is left.
+    assert ranked(recommend(source(lists), ["h0"], k=4, now=NOW, config=diverse)) == [
+        "d1",
+        "x",
+        "d2",
+        "d3",
+    ]
+    plain = recommend(source(lists), ["h0"], k=2, now=NOW, config=PLAIN)
+    assert ranked(plain) == ["d1", "d2"]
+
+
+def test_mmr_trades_relevance_for_novelty() -> None:
+    # b is a little less relevant than a2 but unlike a1: MMR prefers it second.
+    sim = neighbour_similarity({"a1": [("a2", 0.6)], "a2": [], "b": []})
+    config = RankingConfig(diversity=0.3, duplicate_threshold=0.9)
+    order = diversify(["a1", "a2", "b"], [1.0, 0.95, 0.9], sim, 3, config)
+    # a2: 0.7 * 0.95 - 0.3 * 0.6 = 0.485; b: 0.7 * 0.9 = 0.63.
+    assert order == [0, 2, 1]
+
+
+def test_similarity_is_symmetric_from_either_list() -> None:
+    sim = neighbour_similarity({"a": [("b", 0.7)], "b": [("c", 0.2)]})
+    assert sim("a", "b") == sim("b", "a") == 0.7
+    assert sim("c", "b") == 0.2
+    assert sim("a", "c") == 0.0
+
+
+def test_fresher_wins_among_equals_and_archives_do_not_underflow() -> None:
+    # Reuters-like archive: 1987 stories ranked in 2026. Factors are relative to the newest.
+    metas = {
+        "old": Meta("old", published_at="1987-03-01T00:00:00Z"),
+        "new": Meta("new", published_at="1987-03-04T00:00:00Z"),
+        "undated": Meta("undated"),
+    }
+    lists = {"h0": [("old", 0.5), ("new", 0.5), ("undated", 0.5)]}
+    config = RankingConfig(freshness_half_life_hours=72, diversity=0.0)
+    result = recommend(source(lists, metas), ["h0"], k=3, now=NOW, config=config)
+    assert ranked(result) == ["new", "old", "undated"]
+    scores = [item.score for item in result.items]
+    # new: factor 1; old: three days older = one half-life; undated: the floor.
+    assert scores == pytest.approx([0.5, 0.25, 0.5 * config.freshness_floor])
+    assert min(scores) > 0
+
+
+def test_freshness_floor_and_section_half_life() -> None:
+    metas = [
+        Meta("a", "news", "2026-11-28T12:00:00Z"),
+        Meta("b", "news", "2026-01-01T00:00:00Z"),
+        Meta("c", "sport", "2026-11-27T12:00:00Z"),
+        Meta("d", "news", "2026-11-29T12:00:00Z"),  # "future": clamped to age 0
+    ]
+    config = RankingConfig(
+        freshness_half_life_hours=24, freshness_floor=0.1, section_half_life_hours={"sport": 12}
+    )
+    factors = freshness_factors(metas, NOW, config)
+    assert factors == pytest.approx([1.0, 0.1, 0.25, 1.0])
+
+
+def test_nothing_dated_means_no_freshness_effect() -> None:
+    factors = freshness_factors([Meta("a"), Meta("b")], NOW, RankingConfig())
+    assert factors == [1.0, 1.0]
+
+
+def test_fill_appends_without_repeats_or_blocked() -> None:
+    assert fill(["a"], ["a", "b", "r", "b", "c", "d"], {"r"}, 3) == ["b", "c"]
+    assert fill(["a", "b"], ["c"], set(), 2) == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"history_half_life": 0},
+        {"freshness_floor": 0},
+        {"diversity": 1},
+        {"max_history": 0},
+        {"section_half_life_hours": {"sport": -1}},
+    ],
+)
+def test_config_is_validated(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="out of range|section_half_life_hours"):
+        RankingConfig(**bad)  # type: ignore[arg-type]

@@ -1,0 +1,136 @@
+"""The served OpenAPI document: valid, complete for the app's routes, true to its answers."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from models.artifact import LoadedModel
+from service.openapi import spec_bytes
+from tests.conftest import REPO
+from tests.service_fixtures import embedded_app, loaded_model, redis_app, trained_model_dir
+
+openapi_spec_validator = pytest.importorskip("openapi_spec_validator")
+jsonschema = pytest.importorskip("jsonschema")
+
+IGNORED_METHODS = {"HEAD", "OPTIONS"}  # added to every route by Flask
+IGNORED_ENDPOINTS = {"static"}  # Flask's static files, when service/static exists
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    return loaded_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
+    return embedded_app(trained_model_dir(tmp_path_factory))
+
+
+@pytest.fixture(scope="module")
+def spec(app: Flask) -> dict[str, Any]:
+    response = app.test_client().get("/openapi.json")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    body: dict[str, Any] = response.get_json()
+    return body
+
+
+def schema(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    """A component schema that resolves its ``#/components/...`` references."""
+    return {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+
+
+def validate(instance: Any, spec: dict[str, Any], name: str) -> None:
+    jsonschema.Draft202012Validator(
+        schema(spec, name), format_checker=jsonschema.FormatChecker()
+    ).validate(instance)
+
+
+def test_spec_is_valid_openapi(spec: dict[str, Any]) -> None:
+    openapi_spec_validator.validate(spec)
+    assert spec["openapi"].startswith("3.1")
+
+
+def test_served_document_is_the_packaged_file(spec: dict[str, Any]) -> None:
+    import json
+
+    assert spec == json.loads(spec_bytes())
+    assert (REPO / "service" / "openapi.json").read_bytes() == spec_bytes()
+
+
+def test_spec_paths_match_the_url_map(app: Flask, spec: dict[str, Any]) -> None:
+    routes: dict[str, set[str]] = {}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in IGNORED_ENDPOINTS:
+            continue
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        routes.setdefault(path, set()).update(set(rule.methods or ()) - IGNORED_METHODS)
+    documented = {
+        path: {method.upper() for method in item if method != "parameters"}
+        for path, item in spec["paths"].items()
+    }
+    assert documented == routes
+
+
+def test_every_path_parameter_is_documented(app: Flask, spec: dict[str, Any]) -> None:
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in IGNORED_ENDPOINTS:
+            continue
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        for method in set(rule.methods or ()) - IGNORED_METHODS:
+            operation = spec["paths"][path][method.lower()]
+            documented = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+            assert documented == set(rule.arguments), (path, method)
+
+
+def test_related_query_parameters_are_documented(spec: dict[str, Any]) -> None:
+    operation = spec["paths"]["/v1/articles/{article_id}/related"]["get"]
+    query = {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+    assert set(query) == {"k", "exclude", "section", "max_age_days"}
+    assert query["k"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 50, "default": 6}
+    assert set(operation["responses"]) >= {"200", "304", "400", "404", "405", "500", "503"}
+
+
+def test_every_operation_documents_errors(spec: dict[str, Any]) -> None:
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            assert {"405", "500"} <= set(operation["responses"]), (path, method)
+            assert operation["operationId"]
+
+
+def test_related_answers_match_the_schema(
+    app: Flask, spec: dict[str, Any], loaded: LoadedModel
+) -> None:
+    client = app.test_client()
+    for article in loaded.articles[:25]:
+        body = client.get(f"/v1/articles/{article.id}/related", query_string={"k": 50}).get_json()
+        validate(body, spec, "RelatedResponse")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/articles/no-such/related",
+        "/v1/articles/a-1/related?k=0",
+        "/v1/articles/a-1/related?exclude=bad%20id",
+        "/nowhere",
+    ],
+)
+def test_error_answers_match_the_schema(app: Flask, spec: dict[str, Any], url: str) -> None:
+    response = app.test_client().get(url)
+    assert response.status_code in (400, 404)
+    validate(response.get_json(), spec, "Error")
+
+
+def test_ops_answers_match_the_schema(app: Flask, spec: dict[str, Any]) -> None:
+    client = app.test_client()
+    validate(client.get("/healthz").get_json(), spec, "Health")
+    validate(client.get("/readyz").get_json(), spec, "Ready")
+    validate(client.post("/readyz").get_json(), spec, "Error")
+    not_ready = redis_app("redis://127.0.0.1:1/0").test_client().get("/readyz")
+    assert not_ready.status_code == 503
+    validate(not_ready.get_json(), spec, "NotReady")
