@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_MODEL := var/models/demo
 DEMO_IDS := reuters-42 reuters-873 reuters-1072
 
-.PHONY: demo test lint install serve clean
+.PHONY: demo demo-serve test lint install serve clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ lint: $(VENV)/.installed
 
 serve: $(VENV)/.installed
 	$(BIN)/recs serve --model $(DEMO_MODEL)
+
+# The widget demo: train the sample, serve it without Redis, open the printed URL.
+DEMO_PORT ?= 8000
+demo-serve: $(VENV)/.installed
+	$(BIN)/recs train --articles data/sample/reuters-sample.jsonl --out $(DEMO_MODEL) --k 20
+	@echo "widget demo: http://127.0.0.1:$(DEMO_PORT)/demo  (Ctrl-C to stop)"
+	$(BIN)/recs serve --model $(DEMO_MODEL) --port $(DEMO_PORT)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -36,6 +36,15 @@ timeout = _int_env("RECS_TIMEOUT", 30)
 # Time for in-flight requests to finish on SIGTERM (a rolling deploy) before workers are killed.
 graceful_timeout = 20
 keepalive = 5
+# Request size limits, enforced before the app sees anything (gunicorn's defaults, stated so
+# they are not lowered or raised by accident): the longest legitimate URL is an article id
+# plus an exclude list, well under 4 KiB. Bodies are capped by the app (RECS_MAX_CONTENT_LENGTH).
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
+# Sync workers hold one connection each: run behind a buffering proxy (nginx, a cloud load
+# balancer) so slow clients cannot tie workers up; every store call is bounded by
+# RECS_REDIS_TIMEOUT and the circuit breaker, so the app itself never waits long.
 # Recycle workers now and then so slow leaks cannot grow forever; jitter keeps them from all
 # restarting at once.
 max_requests = 10_000

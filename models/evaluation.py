@@ -309,12 +309,3 @@ def compare_alphas(
         if on_row is not None:
             on_row(row)
     return rows
-
-
-def primary_metrics(row: Mapping[str, Any]) -> dict[str, float | None]:
-    """The headline numbers of one result row, by protocol."""
-    if row["protocol"] == "reuters":
-        keys = ("precision_at_5", "precision_at_k", "ndcg_at_k", "coverage")
-    else:
-        keys = ("hit_rate", "ndcg_at_k", "coverage")
-    return {key: row[key] for key in keys}

@@ -67,8 +67,11 @@ class RankingConfig:
     duplicate_threshold: float = 0.8
     max_history: int = 50
     max_candidates: int = 500
-    # MMR looks at the best max(mmr_pool, 5 * k) candidates (bounds the similarity look-ups).
-    mmr_pool: int = 50
+    # Candidates are described (metadata read) in relevance order, this many at a time, until
+    # the MMR pool is full after the filters: freshness reorders within what was described.
+    describe_batch: int = 32
+    # MMR looks at the best max(mmr_pool, 4 * k) candidates (bounds the similarity look-ups).
+    mmr_pool: int = 24
 
     def __post_init__(self) -> None:
         checks = [
@@ -80,6 +83,7 @@ class RankingConfig:
             ("max_history", 1 <= self.max_history <= 1000),
             ("max_candidates", 1 <= self.max_candidates <= 10_000),
             ("mmr_pool", 1 <= self.mmr_pool <= 10_000),
+            ("describe_batch", 1 <= self.describe_batch <= 10_000),
         ]
         for name, ok in checks:
             if not ok:
@@ -230,37 +234,51 @@ def recommend(
     ignored = [hid for hid, hit in zip(history, found, strict=True) if hit is None]
     read_keys: set[K] = {hit[0] for hit in found if hit is not None}
 
-    # 1. Relevance: sum over history items of recency weight x stored neighbour score.
+    # 1. Relevance: sum over history items of recency weight x stored neighbour score. The hot
+    # loop of a request: per-item contributions are worked out later, for the chosen few only.
     relevance: dict[K, float] = {}
-    contributions: dict[K, dict[str, float]] = {}
+    get = relevance.get
+    weighted: list[tuple[str, float, Sequence[tuple[K, float]]]] = []
     for position, (hid, hit) in enumerate(zip(history, found, strict=True)):
         if hit is None:
             continue
         weight = recency_weight(position, config.history_half_life)
+        weighted.append((hid, weight, hit[1]))
         for key, score in hit[1]:
-            if key in read_keys or score <= 0:
-                continue
-            gain = weight * score
-            relevance[key] = relevance.get(key, 0.0) + gain
-            by_item = contributions.setdefault(key, {})
-            by_item[hid] = by_item.get(hid, 0.0) + gain
+            if score > 0:
+                relevance[key] = get(key, 0.0) + weight * score
+    for key in read_keys:
+        relevance.pop(key, None)
     # Stable sort: equal relevance keeps first-seen order (most recent history item first).
-    candidates = sorted(relevance, key=lambda key: -relevance[key])[: config.max_candidates]
+    candidates = sorted(relevance, key=relevance.__getitem__, reverse=True)
+    del candidates[config.max_candidates :]
 
     history_keys = [hit[0] for hit in found if hit is not None]
-    described = source.describe([*candidates, *history_keys])
-    history_metas = {m.id: m for m in described[len(candidates) :] if m is not None}
     read_ids = set(history) - set(ignored)
+    pool_size = max(config.mmr_pool, 4 * k)
 
-    # 2. Filters: unknown, read, excluded, other sections.
+    # 2. Filters (unknown, read, excluded, other sections), reading metadata in relevance order
+    # only as far as needed: describing every candidate would dominate the request.
     wanted = section.casefold() if section else None
     kept: list[tuple[K, M]] = []
-    for key, meta in zip(candidates, described[: len(candidates)], strict=True):
-        if meta is None or meta.id in read_ids or meta.id in exclude:
-            continue
-        if wanted is not None and meta.section.casefold() != wanted:
-            continue
-        kept.append((key, meta))
+    history_metas: dict[str, M] = {}
+    start = 0
+    first = True
+    # ``first``, not ``start == 0``: with no candidates at all (a history of unknown ids) start
+    # stays 0, and the loop must still end after the one pass that describes the history.
+    while first or (len(kept) < max(pool_size, config.describe_batch) and start < len(candidates)):
+        chunk = candidates[start : start + config.describe_batch]
+        extra = history_keys if first else []
+        first = False
+        described = source.describe([*chunk, *extra])
+        history_metas.update((m.id, m) for m in described[len(chunk) :] if m is not None)
+        start += len(chunk)
+        for key, meta in zip(chunk, described[: len(chunk)], strict=True):
+            if meta is None or meta.id in read_ids or meta.id in exclude:
+                continue
+            if wanted is not None and meta.section.casefold() != wanted:
+                continue
+            kept.append((key, meta))
 
     # 3. Freshness.
     factors = freshness_factors([meta for _, meta in kept], now, config)
@@ -273,16 +291,20 @@ def recommend(
     )
 
     # 4. Diversity (MMR) over the best candidates, the stored lists as the similarity.
-    pool = scored[: max(config.mmr_pool, 5 * k)]
+    pool = scored[:pool_size]
     pool_keys = [key for _, key, _ in pool]
     lists = dict(zip(pool_keys, source.neighbour_lists(pool_keys), strict=True))
     order = diversify(pool_keys, [s for s, _, _ in pool], neighbour_similarity(lists), k, config)
 
+    tables = [(hid, weight, dict(neighbours)) for hid, weight, neighbours in weighted]
     items = []
     for index in order:
         score, key, meta = pool[index]
-        parts = contributions[key]
-        because = tuple(sorted(parts, key=lambda hid: -parts[hid]))
+        parts = {
+            hid: weight * table[key] for hid, weight, table in tables if table.get(key, 0.0) > 0
+        }
+        # Largest contribution first; ties keep history order (stable sort).
+        because = tuple(sorted(parts, key=parts.__getitem__, reverse=True))
         items.append(Recommendation(meta=meta, score=score, because=because))
     return RankResult(items=items, ignored=ignored, history=history_metas, read=read_ids)
 

@@ -95,7 +95,15 @@ class TextVectorizer:
         return sp.csr_matrix(self._tfidf(counts))
 
     def _weighted_counts(self, titles: Sequence[str], bodies: Sequence[str]) -> sp.csr_matrix:
-        counter = self._counter(self.vocabulary_)
+        # Building and validating a CountVectorizer over the whole vocabulary costs more than
+        # vectorising one article, so incremental upserts reuse one per fitted vocabulary.
+        cached = getattr(self, "_fixed_counter", None)
+        if cached is None or cached[0] is not self.vocabulary_:
+            counter = self._counter(self.vocabulary_)
+            counter.fit([""])
+            self._fixed_counter = (self.vocabulary_, counter)
+        else:
+            counter = cached[1]
         title_counts = counter.transform(titles)
         body_counts = counter.transform(bodies)
         return sp.csr_matrix(self.title_weight * title_counts + body_counts)

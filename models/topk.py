@@ -59,7 +59,9 @@ def top_k(
         block = sp_matmul_topn(
             matrix[start:stop],
             transposed,
-            top_n=min(k + 1, n_rows),
+            # k + 2: self is usually among the best, and one more candidate than needed tells
+            # whether the k-th place is tied with something the library cut off.
+            top_n=min(k + 2, n_rows),
             sort=False,
             n_threads=threads if threads > 1 else None,
         )
@@ -88,7 +90,7 @@ def _select(
     order = np.lexsort((cols, -data, rows))
     rows, cols, data = rows[order], cols[order], data[order]
     # The smallest score the library returned per full row: ties with it may have been cut.
-    full = counts == min(k + 1, matrix.shape[0])
+    full = counts == min(k + 2, matrix.shape[0])
     row_min = np.full(block.shape[0], np.inf)
     nonempty = counts > 0
     row_min[nonempty] = data[block.indptr[1:][nonempty] - 1]

@@ -19,6 +19,8 @@ import string
 import sys
 import time
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import numpy as np
 
@@ -46,9 +48,10 @@ def synthetic_corpus(sources: list[Article], n: int, seed: int = 0) -> list[Arti
     """``n`` perturbed copies of the source articles (see the module docstring)."""
     rng = np.random.default_rng(seed)
     sentences = [[s for s in _SENTENCE.split(a.body) if s.strip()] or [a.body] for a in sources]
-    vocabulary = pseudo_words(50_000, rng)
+    vocabulary = np.array(pseudo_words(50_000, rng))
     zipf = 1.0 / np.arange(1, len(vocabulary) + 1)
     zipf /= zipf.sum()
+    draws = rng.choice(len(vocabulary), size=(n, 3), p=zipf)
     out = []
     for i in range(n):
         base = i % len(sources)
@@ -56,7 +59,7 @@ def synthetic_corpus(sources: list[Article], n: int, seed: int = 0) -> list[Arti
         own = [s for s in sentences[base] if rng.random() < 0.7] or sentences[base][:1]
         other = sentences[int(rng.integers(len(sources)))]
         borrowed = [other[int(rng.integers(len(other)))] for _ in range(int(rng.integers(1, 3)))]
-        extra = " ".join(rng.choice(vocabulary, size=3, p=zipf))
+        extra = " ".join(vocabulary[draws[i]])
         tags = list(source.tags)
         if rng.random() < 0.3:
             donor = sources[int(rng.integers(len(sources)))].tags
@@ -72,6 +75,12 @@ def synthetic_corpus(sources: list[Article], n: int, seed: int = 0) -> list[Arti
             )
         )
     return out
+
+
+def _empty_top_k(matrix: Any, k: int, **_: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Stand-in for the model's top-k pass: no candidates (see ``--skip-model-topk``)."""
+    n = matrix.shape[0]
+    return np.full((n, k), -1, dtype=np.int32), np.full((n, k), np.nan)
 
 
 def percentile_ms(values: list[float], q: float) -> float:
@@ -90,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", type=int, default=ModelConfig.rerank_pool)
     parser.add_argument("--components", type=int, default=ModelConfig.rerank_components)
     parser.add_argument("--no-rerank", action="store_true")
+    parser.add_argument(
+        "--skip-model-topk",
+        action="store_true",
+        help="Fit vectorisers and SVD only; the index computes the exact pools itself.",
+    )
     args = parser.parse_args(argv)
 
     sources = read_articles([args.source]).articles
@@ -104,7 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"corpus: {len(base):,} articles from {len(sources):,} in {args.source}", flush=True)
 
     started = time.perf_counter()
-    model = RelatedModel(config=config).fit(base)
+    if args.skip_model_topk:
+        # The index computes every pool itself; the model's own top-k pass is only needed for
+        # its neighbours_, which the index does not read.
+        with mock.patch("models.model.top_k", _empty_top_k):
+            model = RelatedModel(config=config).fit(base)
+    else:
+        model = RelatedModel(config=config).fit(base)
     fit_seconds = time.perf_counter() - started
     print(f"fit: {fit_seconds:.1f} s", flush=True)
     started = time.perf_counter()

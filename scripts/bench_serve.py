@@ -219,7 +219,8 @@ def run_wrk(
     base: str, path: str, ids_file: Path, script: Path, args: argparse.Namespace, seconds: int
 ) -> WrkResult:
     """Closed-loop maximum throughput with wrk."""
-    env = {**os.environ, "BENCH_IDS": str(ids_file), "BENCH_PATH": path}
+    # The Lua side formats with %s; paths here are str.format templates.
+    env = {**os.environ, "BENCH_IDS": str(ids_file), "BENCH_PATH": path.replace("{}", "%s")}
     argv = ["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections)]
     argv += ["-d", f"{seconds}s", "--timeout", "5s", "-s", str(script), base]
     # wrk stops itself after -d; the timeout only catches a wedged run.
@@ -231,6 +232,8 @@ def run_wrk(
         raise RuntimeError(f"no summary in wrk output:\n{out}")
     data = json.loads(match.group(1))
     errors = sum(data[k] for k in ("connect", "read", "write", "status", "timeout"))
+    if errors:
+        print(f"wrk errors against {base}{path}: {data}", file=sys.stderr)
     return WrkResult(
         rps=data["requests"] / (data["us"] / 1e6),
         requests=data["requests"],

@@ -15,6 +15,7 @@ from models.model import RelatedModel
 from models.records import CorpusError, read_articles
 from models.tags import load_aliases
 from scripts.common import CliError, progress_bar
+from scripts.evaluate_cmd import evaluate
 from scripts.import_cmd import import_group
 from scripts.publish_cmd import COMMANDS as PUBLISH_COMMANDS
 from scripts.publish_cmd import publish_after_train
@@ -38,6 +39,7 @@ def cli() -> None:
 
 cli.add_command(import_group)
 cli.add_command(serve)
+cli.add_command(evaluate)
 for _command in PUBLISH_COMMANDS:
     cli.add_command(_command)
 

@@ -107,8 +107,16 @@ def _format_table(protocol: Protocol, rows: list[dict[str, Any]], k: int) -> str
             f"Topical precision (Reuters TOPICS): {first['queries']:,} queries with TOPICS"
             f" among {first['articles']:,} articles, k={k}"
         ]
-        header = ("row", "alpha", "smooth", "P@5", f"P@{k}", f"nDCG@{k}", f"cov@{k}")
-        table = [
+        header: tuple[str, ...] = (
+            "row",
+            "alpha",
+            "smooth",
+            "P@5",
+            f"P@{k}",
+            f"nDCG@{k}",
+            f"cov@{k}",
+        )
+        table: list[tuple[str, ...]] = [
             (
                 row["label"],
                 f"{row['alpha']:.2f}",

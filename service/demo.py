@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, redirect, render_template, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
 from models.records import ID_PATTERN, Article, read_articles
 from service.errors import NotFound
@@ -97,10 +98,9 @@ def _corpus() -> DemoCorpus:
 
 
 @bp.get("/demo")
-def start() -> Response:
+def start() -> BaseResponse:
     """Redirect to the start article."""
-    response: Response = redirect(url_for("demo.article", article_id=_corpus().first_id()))
-    return response
+    return redirect(url_for("demo.article", article_id=_corpus().first_id()))
 
 
 @bp.get("/demo/articles/<article_id>")

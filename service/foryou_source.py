@@ -71,6 +71,11 @@ class RedisSource:
         self.client = client
         self.version = version
         self._history = client.register_script(_HISTORY_LUA)
+        # Built once: a key per candidate would otherwise re-validate the version each time.
+        self._neighbours_prefix = keys.neighbours_prefix(version)
+        self._meta_prefix = keys.meta_prefix(version)
+        # One source serves one request: lists read with the metadata are kept for the MMR.
+        self._lists: dict[int, Sequence[tuple[int, float]]] = {}
 
     def history_lists(
         self, ids: Sequence[str]
@@ -78,7 +83,7 @@ class RedisSource:
         """Rows and neighbour lists of ``ids`` in one round trip (``None`` for unknown ids)."""
         if not ids:
             return []
-        args = [keys.neighbours_prefix(self.version), *ids]
+        args = [self._neighbours_prefix, *ids]
         reply = call(lambda: self._history(keys=[keys.index_key(self.version)], args=args))
         out: list[tuple[int, Sequence[tuple[int, float]]] | None] = []
         for i in range(len(ids)):
@@ -87,20 +92,24 @@ class RedisSource:
         return out
 
     def neighbour_lists(self, keys_: Sequence[int]) -> list[Sequence[tuple[int, float]]]:
-        """Neighbour lists of rows, one MGET."""
-        if not keys_:
-            return []
-        names = [keys.neighbours_key(self.version, row) for row in keys_]
-        blobs = call(lambda: self.client.mget(names))
-        return [_pairs(blob) for blob in blobs]
+        """Neighbour lists of rows: those read with the metadata, the rest in one MGET."""
+        missing = [row for row in keys_ if row not in self._lists]
+        if missing:
+            names = [f"{self._neighbours_prefix}{row}" for row in missing]
+            blobs = call(lambda: self.client.mget(names))
+            self._lists.update(zip(missing, map(_pairs, blobs), strict=True))
+        return [self._lists[row] for row in keys_]
 
     def describe(self, keys_: Sequence[int]) -> list[ArticleMeta | None]:
-        """Metadata of rows, one MGET."""
+        """Metadata of rows, with their neighbour lists (the MMR's next read) in the same MGET."""
         if not keys_:
             return []
-        names = [keys.meta_key(self.version, row) for row in keys_]
+        names = [f"{self._meta_prefix}{row}" for row in keys_]
+        names += [f"{self._neighbours_prefix}{row}" for row in keys_]
         blobs = call(lambda: self.client.mget(names))
-        return [decode_meta(blob) if blob else None for blob in blobs]
+        n = len(keys_)
+        self._lists.update(zip(keys_, map(_pairs, blobs[n:]), strict=True))
+        return [decode_meta(blob) if blob else None for blob in blobs[:n]]
 
     def latest(self, section: str | None, limit: int) -> list[str]:
         """Ids of the newest articles (optionally of one section), newest first."""

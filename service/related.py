@@ -195,8 +195,7 @@ def _item(meta: ArticleMeta, score: float, source: ArticleMeta | None) -> dict[s
 
 
 def select(query: RelatedQuery, read: RelatedRead, cutoff: datetime | None) -> list[dict[str, Any]]:
-    """The first ``k`` neighbours, in stored order, that pass the exclude, section and age
-    filters."""
+    """The first ``k`` neighbours, in stored order, that pass exclude, section and age."""
     items: list[dict[str, Any]] = []
     source, metas, exclude = read.source, read.metas, query.exclude
     for index, neighbour in enumerate(read.neighbours):

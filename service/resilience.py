@@ -8,7 +8,7 @@ the remembered answer is served instead of a 503, with::
 
     X-Recs-Stale: 1
     Warning: 110 - "Response is Stale"
-    Cache-Control: public, max-age=0    (shared caches must not keep it)
+    Cache-Control: public, max-age=0    (private / no-store kept from the original answer)
     Age: seconds since it was fresh
 
 Answers carry their model version in the body; a publish simply replaces an entry the next
@@ -54,6 +54,7 @@ class Answer:
     mimetype: str
     etag: str | None
     last_modified: str | None
+    cache_control: str | None
     stored_at: float  # time.monotonic()
 
 
@@ -132,10 +133,21 @@ def _remember(response: Response) -> Response:
             mimetype=response.mimetype or "application/json",
             etag=response.headers.get("ETag"),
             last_modified=response.headers.get("Last-Modified"),
+            cache_control=response.headers.get("Cache-Control"),
             stored_at=time.monotonic(),
         ),
     )
     return response
+
+
+def _stale_cache_control(original: str | None) -> str:
+    """Stale answers expire at once; a personal answer (private, no-store) stays so."""
+    directives = {part.strip().split("=")[0].lower() for part in (original or "").split(",")}
+    if "no-store" in directives:
+        return "no-store"
+    if "private" in directives:
+        return "private, max-age=0"
+    return STALE_CACHE_CONTROL
 
 
 def _stale_response(answer: Answer) -> Response:
@@ -146,7 +158,7 @@ def _stale_response(answer: Answer) -> Response:
     headers = response.headers
     headers[STALE_HEADER] = "1"
     headers["Warning"] = STALE_WARNING
-    headers["Cache-Control"] = STALE_CACHE_CONTROL
+    headers["Cache-Control"] = _stale_cache_control(answer.cache_control)
     headers["Age"] = str(int(time.monotonic() - answer.stored_at))
     if answer.etag is not None:
         headers["ETag"] = answer.etag

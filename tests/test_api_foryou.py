@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from models.artifact import LoadedModel
-from models.ranking import RankingConfig, recommend
+from models.ranking import RankingConfig, published_timestamp, recommend
 from service import keys
 from service.foryou_source import store_source
 from service.openapi import spec_bytes
@@ -153,41 +152,34 @@ def test_only_unknown_history_falls_back(embedded: Flask) -> None:
 
 
 # ------------------------------------------------------------------------------- fallbacks
-def newest(loaded: LoadedModel, section: str | None = None) -> list[str]:
-    """Article ids newest first, as the latest fallback must list them."""
-    articles = [a for a in loaded.articles if section is None or a.section == section]
-    stamp: Callable[[Any], float] = lambda a: datetime.fromisoformat(a.published_at).timestamp()  # noqa: E731
-    return [a.id for a in sorted(articles, key=lambda a: -stamp(a))]
-
-
 def test_cold_start_is_latest(embedded: Flask, remote: FlaskClient, loaded: LoadedModel) -> None:
+    def stamps(body: dict[str, Any]) -> list[str]:
+        return [str(loaded.articles[loaded.model.index_[i]].published_at) for i in ids(body)]
+
+    newest = max(str(a.published_at) for a in loaded.articles)
     for client in both(embedded, remote):
         body = client.get(URL, query_string={"k": 5}).get_json()
         check_box(body, 5)
         assert {item["source"] for item in body["items"]} == {"latest"}
-        got = ids(body)
-        stamps = [loaded.articles[loaded.model.index_[i]].published_at for i in got]
-        assert stamps == sorted(stamps, reverse=True)
-        assert stamps[0] == max(a.published_at for a in loaded.articles)  # type: ignore[type-var]
+        assert stamps(body) == sorted(stamps(body), reverse=True)
+        assert stamps(body)[0] == newest
         section = client.get(URL, query_string={"k": 5, "section": "markets"}).get_json()
         check_box(section, 5)
         assert {item["section"] for item in section["items"]} == {"Markets"}
-        assert [
-            loaded.articles[loaded.model.index_[i]].published_at for i in ids(section)
-        ] == sorted(
-            (loaded.articles[loaded.model.index_[i]].published_at for i in ids(section)),
-            reverse=True,
-        )
+        assert stamps(section) == sorted(stamps(section), reverse=True)
 
 
 def test_publish_writes_latest_sorted_sets(
     published: str, redis_client: redis.Redis, loaded: LoadedModel
 ) -> None:
-    everything = redis_client.zrevrange(keys.latest_key(loaded.version), 0, -1, withscores=True)
+    everything: Any = redis_client.zrevrange(
+        keys.latest_key(loaded.version), 0, -1, withscores=True
+    )
     assert len(everything) == len(loaded.articles)
     times = [score for _, score in everything]
     assert times == sorted(times, reverse=True)
-    deals = redis_client.zrange(keys.latest_section_key(loaded.version, "Deals"), 0, -1)
+    assert times[0] == max(published_timestamp(a.published_at) for a in loaded.articles)
+    deals: Any = redis_client.zrange(keys.latest_section_key(loaded.version, "Deals"), 0, -1)
     assert {m.decode() for m in deals} == {a.id for a in loaded.articles if a.section == "Deals"}
 
 

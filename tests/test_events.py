@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -42,7 +43,8 @@ def client_for(url: str, **config: object) -> FlaskClient:
 
 
 def stored(redis_client: redis.Redis, user_id: str) -> list[str]:
-    return [v.decode() for v in redis_client.lrange(keys.user_history_key(user_id), 0, -1)]
+    values: Any = redis_client.lrange(keys.user_history_key(user_id), 0, -1)
+    return [v.decode() for v in values]
 
 
 def test_events_build_a_capped_most_recent_first_history(

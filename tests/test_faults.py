@@ -497,7 +497,9 @@ def test_publisher_killed_half_way(
         proxy.close()
 
     # Half of b is in Redis, marked in progress, never listed; a is live and whole.
-    written = list(client.scan_iter(match=keys.neighbours_prefix(model_b.version) + "*", count=1000))
+    written = list(
+        client.scan_iter(match=keys.neighbours_prefix(model_b.version) + "*", count=1000)
+    )
     assert 0 < len(written) < total_rows
     assert client.zscore(keys.PUBLISHING, model_b.version) is not None
     assert client.zscore(keys.VERSIONS, model_b.version) is None
@@ -626,3 +628,80 @@ def test_guarded_client_covers_commands_scripts_and_pipelines(server: RedisServe
     with pytest.raises(CircuitOpen):
         pipe.execute()
     client.close()
+
+
+# ------------------------------------------------------------------------- the stale cache
+
+
+def answer(body: bytes, cache_control: str | None = None) -> Any:
+    from service.resilience import Answer
+
+    return Answer(body, "application/json", '"e"', None, cache_control, time.monotonic())
+
+
+def test_stale_cache_is_bounded_by_entries_and_bytes() -> None:
+    from service.resilience import AnswerCache
+
+    cache = AnswerCache(size=3, max_bytes=100)
+    for n in range(5):
+        cache.put(("related", str(n)), answer(b"x" * 10))
+    assert len(cache) == 3 and cache.get(("related", "0")) is None
+    assert cache.get(("related", "4")) is not None and cache.nbytes == 30
+    cache.put(("related", "big"), answer(b"y" * 90))  # evicts until the bytes fit
+    assert cache.nbytes <= 100 and cache.get(("related", "big")) is not None
+    cache.put(("related", "huge"), answer(b"z" * 101))  # never kept: would evict everything
+    assert cache.get(("related", "huge")) is None and cache.get(("related", "big")) is not None
+    cache.put(("related", "big"), answer(b"w" * 5))  # replacing an entry frees its bytes
+    assert cache.get(("related", "big")).body == b"w" * 5  # type: ignore[union-attr]
+    assert cache.nbytes == sum(len(a.body) for a in cache._data.values())
+
+
+def test_stale_answers_keep_privacy() -> None:
+    from service.resilience import _stale_cache_control
+
+    assert _stale_cache_control("public, max-age=300") == "public, max-age=0"
+    assert _stale_cache_control(None) == "public, max-age=0"
+    assert _stale_cache_control("private, max-age=60") == "private, max-age=0"
+    assert _stale_cache_control("no-store") == "no-store"
+
+
+def test_publish_losing_redis_half_way_exits_4_and_keeps_the_live_version(
+    server: RedisServer, model_a: LoadedModel, model_b: LoadedModel
+) -> None:
+    client = server.client()
+    publish.publish(client, model_a)
+    app = fault_app(server)
+    before = serve_all(app, model_a)
+    batch = 20
+    proxy = FreezingProxy(server.port, payload_bytes(model_b, batch) // 2)
+    publisher = subprocess.Popen(
+        recs(
+            "publish",
+            "--model",
+            str(model_b.path),
+            "--redis-url",
+            f"redis://127.0.0.1:{proxy.port}/0",
+            "--batch-size",
+            str(batch),
+        ),
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proxy.frozen.wait(timeout=60), "the publisher never got half-way"
+        proxy.close()  # the network to Redis is gone for good: every retry is refused
+        _, stderr = publisher.communicate(timeout=120)
+    finally:
+        if publisher.poll() is None:
+            publisher.kill()
+            publisher.communicate()
+        proxy.close()
+    # Retried with backoff, then gave up: exit 4, one line, nothing live changed.
+    assert publisher.returncode == 4, stderr
+    assert "publish failed" in stderr and "Traceback" not in stderr
+    assert publish.current_version(client) == model_a.version
+    assert client.zscore(keys.VERSIONS, model_b.version) is None
+    assert serve_all(app, model_a) == before

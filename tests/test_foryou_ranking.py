@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from models.ranking import (
     recency_weight,
     recommend,
 )
+from tests.conftest import TEST_DATA
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 # Relevance only: no freshness, no diversity, so the expected order is the hand-computed sum.
@@ -91,6 +93,14 @@ def test_unknown_and_repeated_history_ids() -> None:
     # a = 0.25, b = 0.2 + 0.125 = 0.325, c = 0.225; the repeat of h0 is dropped.
     assert ranked(result) == ["b", "a", "c"]
     assert [round(item.score, 6) for item in result.items] == [0.325, 0.25, 0.225]
+
+
+def test_no_known_history_gives_an_empty_result_at_once() -> None:
+    # Regression: with no candidate at all the metadata loop must still stop.
+    for history in ([], ["x", "y"]):
+        result = recommend(source(LISTS), history, k=3, now=NOW, config=PLAIN)
+        assert result.items == []
+        assert result.ignored == history
 
 
 def test_history_is_capped() -> None:
@@ -206,3 +216,75 @@ def test_fill_appends_without_repeats_or_blocked() -> None:
 def test_config_is_validated(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="out of range|section_half_life_hours"):
         RankingConfig(**bad)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------- MIND replay
+def test_replay_metrics_by_hand() -> None:
+    from models.foryou_evaluation import _metrics
+
+    got = _metrics(["x", "y", "c"], frozenset({"c"}))
+    assert got == pytest.approx(
+        {"hit@1": 0.0, "hit@5": 1.0, "hit@10": 1.0, "mrr": 1 / 3, "ndcg@10": 0.5}
+    )
+    assert _metrics(["x"], frozenset({"c"}))["mrr"] == 0.0
+
+
+def test_replay_ranks_with_the_api_function_against_baselines(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from models.artifact import LoadedModel
+    from models.config import ModelConfig
+    from models.foryou_evaluation import evaluate_foryou, replay_cases
+    from models.importers import Impression, iter_mind
+    from models.model import RelatedModel
+    from scripts.foryou_eval_cmd import evaluate_foryou_cmd
+
+    articles = list(iter_mind(TEST_DATA / "mind" / "news.tsv"))
+    model = RelatedModel(config=ModelConfig(k=10)).fit(articles)
+    loaded = LoadedModel(model, {"version": "t"}, articles, tmp_path)
+    seed_id = articles[0].id
+    target = model.neighbours(seed_id)[0][0]
+    popular = [a.id for a in articles if a.id not in (seed_id, target)][0]
+
+    def impression(number: int, history: list[str], clicked: str) -> Impression:
+        shown = [(clicked, True), (articles[-1].id, False)]
+        return Impression(str(number), f"U{number}", "2019-11-12T14:14:46Z", history, shown)
+
+    impressions = [
+        # The reader read seed_id (and an unknown id); the click is seed_id's best neighbour.
+        impression(1, ["N-unknown", seed_id], target),
+        # Many readers have read `popular`: it tops the popularity baseline.
+        *(impression(10 + i, [popular], popular) for i in range(5)),  # read: never usable
+        impression(30, ["N-unknown"], target),  # no history in the corpus: not usable
+    ]
+    cases, counts = replay_cases(impressions, {a.id: a for a in articles})
+    assert counts["impressions"] == 7
+    assert counts["usable"] == 1 and [c.impression_id for c in cases] == ["1"]
+    assert cases[0].history == (seed_id, "N-unknown")  # most recent first
+
+    report = evaluate_foryou(loaded, impressions, seed=3)
+    rows = {row["method"].split(" (")[0]: row for row in report["rows"]}
+    served = report["rows"][0]
+    assert served["hit@1"] == 1.0 and served["mrr"] == 1.0
+    assert rows["most popular"]["hit@1"] == 0.0
+    assert report == evaluate_foryou(loaded, impressions, seed=3)  # seeded: reproducible
+
+    from models.artifact import save_model
+
+    save_model(model, articles, tmp_path / "model")
+    behaviors = tmp_path / "behaviors.tsv"
+    behaviors.write_text(
+        f"1\tU1\t11/12/2019 2:14:46 PM\t{seed_id}\t{target}-1 {articles[-1].id}-0\n"
+    )
+    result = CliRunner().invoke(
+        evaluate_foryou_cmd, ["--model", str(tmp_path / "model"), "--behaviors", str(behaviors)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "usable (both) 1" in result.output
+    assert "| most popular |" in result.output
+    behaviors.write_text(f"1\tU1\t11/12/2019 2:14:46 PM\tN-x\t{target}-1\n")
+    result = CliRunner().invoke(
+        evaluate_foryou_cmd, ["--model", str(tmp_path / "model"), "--behaviors", str(behaviors)]
+    )
+    assert result.exit_code == 2
+    assert "nothing to evaluate" in result.output

@@ -31,7 +31,8 @@ sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')"
 )
 pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
+    not CHROMIUM.exists(),
+    reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
 )
 
 from playwright.sync_api import (  # noqa: E402 - after the skip checks on purpose
@@ -168,7 +169,8 @@ def session(browser: Browser) -> Iterator[Session]:
     # A layout-shift observer from the first moment, before any page script.
     context.add_init_script(
         "window.__cls = 0; try { new PerformanceObserver(function (list) {"
-        " list.getEntries().forEach(function (e) { if (!e.hadRecentInput) window.__cls += e.value; });"
+        " list.getEntries().forEach(function (e) {"
+        " if (!e.hadRecentInput) window.__cls += e.value; });"
         " }).observe({type: 'layout-shift', buffered: true}); } catch (e) {}"
     )
     page = context.new_page()
@@ -281,14 +283,19 @@ def test_no_layout_shift_while_the_boxes_load(server: str, session: Session, wid
     assert session.script_errors() == []
 
 
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(500, '{"error":"internal","message":"internal error"}'), (200, '{"items":[]}')],
+    ids=["http-500", "empty-answer"],
+)
 def test_api_errors_leave_the_page_intact_and_the_boxes_hidden(
-    server: str, session: Session
+    server: str, session: Session, status: int, body: str
 ) -> None:
     page = session.page
     page.set_viewport_size({"width": 1000, "height": 2600})
 
     def fail(route: Route) -> None:
-        route.fulfill(status=500, content_type="application/json", body='{"error":"internal"}')
+        route.fulfill(status=status, content_type="application/json", body=body)
 
     page.route("**/v1/articles/*/related*", fail)
     page.route("**/v1/recommendations*", fail)
@@ -406,9 +413,9 @@ def test_cards_from_another_origin_with_images_urls_and_server_side_history(
     # widget carries on), and nothing was written to this browser's storage.
     assert {"user_id": "reader-7", "article_id": START, "type": "view"} in events.events
     assert page.evaluate("RelatedStories.history()") == []
-    assert page.evaluate(
-        "getComputedStyle(document.querySelector('.recs__heading')).borderTopColor"
-    ) == "rgb(0, 87, 184)"  # themed through --recs-accent
+    # Themed through --recs-accent on the host page.
+    accent = "getComputedStyle(document.querySelector('.recs__heading')).borderTopColor"
+    assert page.evaluate(accent) == "rgb(0, 87, 184)"
 
     page.route(f"{site}/read/*", lambda route: route.fulfill(body="ok"))
     with page.expect_navigation():

@@ -291,7 +291,9 @@
       link.href = linkFor(item, box, state.base);
       link.setAttribute("data-recs-id", item.id);
       link.setAttribute("data-recs-position", String(index)); // slot 0 is the first card
-      link.setAttribute("data-recs-source", item.source || state.kind);
+      // Sources the events API knows: the item's own, "related", or "other".
+      var source = item.source || (state.kind === "related" ? "related" : "other");
+      link.setAttribute("data-recs-source", source);
       var image = safeUrl(item.image_url);
       if (image) {
         var img = el("img", "recs__img");
@@ -329,13 +331,17 @@
   }
 
   function hide(box, why) {
-    debug("hiding " + box.getAttribute("data-recs") + " box: " + why);
-    box.removeAttribute("aria-busy");
-    box.setAttribute("data-recs-state", "hidden");
-    var top = box.getBoundingClientRect().top;
-    // Collapsing a box still below the viewport moves nothing the reader sees; one in or
-    // above the viewport keeps its reserved space (invisible) so the page does not jump.
-    box.classList.add(top >= window.innerHeight ? "recs--gone" : "recs--hidden");
+    try {
+      debug("hiding " + box.getAttribute("data-recs") + " box: " + why);
+      box.removeAttribute("aria-busy");
+      box.setAttribute("data-recs-state", "hidden");
+      var top = box.getBoundingClientRect().top;
+      // Collapsing a box still below the viewport moves nothing the reader sees; one in or
+      // above the viewport keeps its reserved space (invisible) so the page does not jump.
+      box.classList.add(top >= window.innerHeight ? "recs--gone" : "recs--hidden");
+    } catch (e) {
+      /* the box left the page meanwhile */
+    }
   }
 
   // --------------------------------------------------------------------- one box
@@ -410,7 +416,7 @@
       k: k,
       base: apiBase(box),
       timeout: timeout > 0 ? timeout : DEFAULT_TIMEOUT,
-      user: kind === "foryou" ? userId(box) : "",
+      user: userId(box), // foryou: server-side history; both: the user of click events
       frame: el("div", "recs__frame"),
     };
     box.classList.add("recs");
@@ -439,9 +445,14 @@
       started = true;
       box.setAttribute("aria-busy", "true");
       box.setAttribute("data-recs-state", "loading");
-      load(box, state).catch(function (error) {
-        hide(box, (error && error.message) || "error");
-      });
+      // Through a promise: even a synchronous throw in load() ends in hide(), not the page.
+      Promise.resolve()
+        .then(function () {
+          return load(box, state);
+        })
+        .catch(function (error) {
+          hide(box, (error && error.message) || "error");
+        });
     }
     if (!window.IntersectionObserver) {
       start();

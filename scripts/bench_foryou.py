@@ -1,0 +1,150 @@
+"""Benchmark ``/v1/recommendations`` (20-item random histories) against ``/related``, same run.
+
+Usage::
+
+    python scripts/bench_foryou.py --model DIR [--duration 15] [--connections 16] [--workers 2]
+        [--threads 1] [--rounds 2] [--rate-duration 10] [--json OUT]
+
+Reuses scripts/bench_serve.py's machinery: a private redis-server, the model published to it,
+one gunicorn of the API with the repo's ``gunicorn.conf.py`` and ``PROMETHEUS_MULTIPROC_DIR``.
+Per round, alternating: ``wrk`` max throughput on ``/related`` (random article, k=6) and on
+``/recommendations`` (a random 20-item history of the corpus, k=6; 2,000 pre-drawn histories).
+Then the open-loop fixed-rate generator at half the recommendations max rate.
+
+Targets: recommendations req/s >= 0.50 x /related req/s; p99 < 20 ms at half that load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from scripts.bench_serve import (
+    WRK_SCRIPT,
+    Processes,
+    interrupts_as_exceptions,
+    publish_model,
+    run_fixed_rate,
+    run_wrk,
+    start_gunicorn,
+    start_redis,
+    wait_http,
+)
+
+RELATED_PATH = "/v1/articles/{}/related?k=6"
+FORYOU_PATH = "/v1/recommendations?k=6&history={}"
+HISTORY_LENGTH = 20
+HISTORIES = 2000
+TARGET_RATIO = 0.50
+TARGET_P99_MS = 20.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print a markdown table; return 0 if both targets are met."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True, help="A trained model directory.")
+    parser.add_argument("--duration", type=int, default=15, help="Seconds per wrk run.")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rate-duration", type=float, default=10.0)
+    parser.add_argument("--rate-threads", type=int, default=16)
+    parser.add_argument("--json", type=Path, help="Also write the raw figures here.")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        parser.error("wrk is not installed (apt-get install wrk)")
+    procs = Processes()
+    with tempfile.TemporaryDirectory(prefix="bench-foryou-") as tmp, interrupts_as_exceptions():
+        try:
+            return _run(args, procs, Path(tmp))
+        except KeyboardInterrupt:
+            print("interrupted: stopping servers", file=sys.stderr)
+            return 130
+        finally:
+            procs.stop_all()
+
+
+def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
+    redis_url, client = start_redis(procs, work)
+    ids = publish_model(client, args.model)
+    rng = random.Random(11)
+    histories = [",".join(rng.sample(ids, HISTORY_LENGTH)) for _ in range(HISTORIES)]
+    id_file, history_file = work / "ids.txt", work / "histories.txt"
+    id_file.write_text("\n".join(ids) + "\n")
+    history_file.write_text("\n".join(histories) + "\n")
+    script = work / "random.lua"
+    script.write_text(WRK_SCRIPT)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECS_", "BENCH_"))}
+    env.update(RECS_REDIS_URL=redis_url, RECS_LOG_LEVEL="warning")
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(work / "prom")
+    base, process = start_gunicorn(procs, "service:create_app()", env, args, work / "api.log")
+    wait_http(base + "/readyz", process)
+    print(f"server up: {base}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    for path, file in ((RELATED_PATH, id_file), (FORYOU_PATH, history_file)):
+        run_wrk(base, path, file, script, args, 3)  # warm-up
+
+    related, foryou = [], []
+    for number in range(1, args.rounds + 1):
+        related.append(run_wrk(base, RELATED_PATH, id_file, script, args, args.duration))
+        foryou.append(run_wrk(base, FORYOU_PATH, history_file, script, args, args.duration))
+        print(
+            f"round {number}: /related {related[-1].rps:,.0f} req/s,"
+            f" /recommendations {foryou[-1].rps:,.0f} req/s"
+        )
+    related_rps = statistics.median(r.rps for r in related)
+    foryou_rps = statistics.median(r.rps for r in foryou)
+    rate = foryou_rps / 2
+    fixed = run_fixed_rate(
+        base, FORYOU_PATH, histories, rate, args.rate_duration, args.rate_threads
+    )
+    ratio = foryou_rps / related_rps
+    ok_ratio, ok_p99 = ratio >= TARGET_RATIO, fixed.p99_ms < TARGET_P99_MS
+    p50 = statistics.median(r.p50_ms for r in foryou)
+    p99 = statistics.median(r.p99_ms for r in foryou)
+    print()
+    print("| endpoint | req/s (median of rounds) | p50 ms | p99 ms |")
+    print("|---|---:|---:|---:|")
+    print(
+        f"| /related (random id, k=6) | {related_rps:,.0f} |"
+        f" {statistics.median(r.p50_ms for r in related):.2f} |"
+        f" {statistics.median(r.p99_ms for r in related):.2f} |"
+    )
+    print(
+        f"| /recommendations (20-item history, k=6) | {foryou_rps:,.0f} | {p50:.2f} | {p99:.2f} |"
+    )
+    print()
+    print(
+        f"ratio {ratio:.2f} (target >= {TARGET_RATIO}): {'pass' if ok_ratio else 'FAIL'};"
+        f" fixed rate {rate:,.0f} req/s for {args.rate_duration:g} s: p50 {fixed.p50_ms:.2f} ms,"
+        f" p99 {fixed.p99_ms:.2f} ms, max {fixed.max_ms:.1f} ms, {fixed.errors} errors"
+        f" (target p99 < {TARGET_P99_MS:g} ms): {'pass' if ok_p99 else 'FAIL'}"
+    )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "related": [asdict(r) for r in related],
+                    "foryou": [asdict(r) for r in foryou],
+                    "fixed_rate": asdict(fixed),
+                    "ratio": ratio,
+                    "load": os.getloadavg()[0],
+                },
+                indent=2,
+            )
+        )
+    return 0 if ok_ratio and ok_p99 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
