@@ -189,7 +189,9 @@ def diversify(
     """Indices of up to ``k`` items in MMR order (``keys`` sorted by score, best first)."""
     if not keys or k <= 0:
         return []
-    top = max(scores[0], 1e-300)
+    # Relevance enters MMR by rank, 1 for the best down towards 0: scale-free, so freshness
+    # factors that spread scores 20-fold cannot let the redundancy term swamp relevance.
+    n = len(keys)
     lam = 1.0 - config.diversity
     remaining = list(range(len(keys)))
     redundancy = [0.0] * len(keys)
@@ -199,7 +201,7 @@ def diversify(
         for i in remaining:
             if redundancy[i] >= config.duplicate_threshold:
                 continue  # a near-duplicate of a chosen item: only used to fill
-            value = lam * scores[i] / top - (1.0 - lam) * redundancy[i]
+            value = lam * (1.0 - i / n) - (1.0 - lam) * redundancy[i]
             if value > best_value:  # strict: ties keep the better-scored (earlier) item
                 best, best_value = i, value
         if best < 0:

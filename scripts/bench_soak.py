@@ -384,10 +384,26 @@ def main(argv: list[str] | None = None) -> int:
                         windows.append((down_at, up_at + 5.0))
                         restarts.append({"down_at_s": down_at, "up_at_s": up_at})
 
+                # RSS and machine load per timeline step: growth that levels off is caches
+                # filling up to their bounds; a leak keeps climbing.
+                gauges: dict[int, tuple[float, float]] = {}
+                done = threading.Event()
+
+                def sampler() -> None:
+                    origin = time.monotonic()
+                    while not done.wait(args.step / 2):
+                        bucket = int((time.monotonic() - origin) // args.step)
+                        rss = sum(worker_rss(master.pid).values()) / 2**20
+                        gauges[bucket] = (rss, os.getloadavg()[0])
+
                 thread = threading.Thread(target=restarter, daemon=True)
                 thread.start()
+                watcher = threading.Thread(target=sampler, daemon=True)
+                watcher.start()
                 samples = soak(port, requests.paths(count), rate, args.threads, timeout=30)
+                done.set()
                 thread.join(timeout=args.duration + 120)
+                watcher.join(timeout=30)
                 rss_end = worker_rss(master.pid)
         finally:
             server.stop()
@@ -401,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         "restarts": restarts,
         "phases": figures,
         "timeline": timeline(samples, args.step),
+        "gauges": {str(k): {"rss_mb": v[0], "load": v[1]} for k, v in gauges.items()},
         "rss_start_mb": {str(k): v / 2**20 for k, v in rss_start.items()},
         "rss_end_mb": {str(k): v / 2**20 for k, v in rss_end.items()},
         "same_workers": same_workers,
@@ -417,12 +434,13 @@ def main(argv: list[str] | None = None) -> int:
             f" | {f['p99_ms']:.1f} | {f['max_ms']:.0f} |"
         )
     print()
-    print("| t (s) | requests | errors | stale 200 | p99 ms |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| t (s) | requests | errors | stale 200 | p99 ms | workers' RSS MB | load avg |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for row in timeline(samples, args.step):
+        rss, load = gauges.get(int(row["t_s"] // args.step), (float("nan"), float("nan")))
         print(
             f"| {row['t_s']:.0f} | {row['requests']:,} | {row['error_rate']:.1%}"
-            f" | {row['stale']:,} | {row['p99_ms']:.1f} |"
+            f" | {row['stale']:,} | {row['p99_ms']:.1f} | {rss:.1f} | {load:.1f} |"
         )
     print()
     for pid in sorted(rss_start):

@@ -18,9 +18,9 @@ For the Reuters corpus and for a synthetic corpus of ``--size`` articles generat
    n_jobs=2)`` on the blended matrix; ``kneighbors`` for ``--nn-sample`` random query rows,
    extrapolated linearly to every row, with sparse_dot_topn timed on the same rows.
 
-Experiments (clearly labelled in the output, never used for the pass/fail rows of current
-code): ``--try-fix`` also trains with the top-k change proposed for ``models/topk.py`` (see
-:func:`top_k_k2`), and ``--svd-experiments`` times the SVD stage at other settings.
+Experiments (clearly labelled in the output, never used for the pass/fail rows):
+``--topk-estimate`` times the top-k pool on one contiguous block of rows and extrapolates, and
+``--svd-experiments`` times the SVD stage at other settings.
 
 Every target is a ratio against baselines measured in the same run: the machine is shared.
 """
@@ -106,98 +106,14 @@ def synthesise(articles: Sequence[Article], size: int, seed: int = 0) -> list[Ar
     return out
 
 
-# ------------------------------------------------------------------------------ experiment
-def top_k_k2(
-    matrix: sp.csr_matrix,
-    k: int,
-    *,
-    min_score: float = 0.0,
-    n_threads: int | None = None,
-    block_rows: int = 4096,
-    progress: Callable[[int], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """EXPERIMENT: ``models.topk.top_k`` asking the library for ``k + 2`` instead of ``k + 1``.
-
-    The current code asks for ``k + 1`` (k plus self) and recomputes a row in full when its
-    k-th kept score equals the smallest returned one. Whenever self is among the returned rows
-    (nearly always), dropping it makes the k-th kept score *be* the smallest returned one, so
-    nearly every row is recomputed. With one more candidate the check only fires on a real tie
-    at the cut-off. Everything else is ``models.topk`` unchanged.
-    """
-    import models.topk as topk
-
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    matrix = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
-    matrix.eliminate_zeros()
-    n_rows = matrix.shape[0]
-    ids = np.full((n_rows, k), -1, dtype=np.int32)
-    scores = np.full((n_rows, k), np.nan, dtype=np.float64)
-    if n_rows == 0:
-        return ids, scores
-    threads = topk.default_threads() if n_threads is None else n_threads
-    transposed = sp.csr_matrix(matrix.T)
-    for start in range(0, n_rows, block_rows):
-        stop = min(start + block_rows, n_rows)
-        block = topk.sp_matmul_topn(
-            matrix[start:stop],
-            transposed,
-            top_n=min(k + 2, n_rows),
-            sort=False,
-            n_threads=threads if threads > 1 else None,
-        )
-        _select_k2(block, start, k, min_score, matrix, transposed, ids, scores)
-        if progress is not None:
-            progress(stop - start)
-    return ids, scores
-
-
-def _select_k2(
-    block: sp.csr_matrix,
-    offset: int,
-    k: int,
-    min_score: float,
-    matrix: sp.csr_matrix,
-    transposed: sp.csr_matrix,
-    ids: np.ndarray,
-    scores: np.ndarray,
-) -> int:
-    """``models.topk._select`` with ``full`` meaning ``k + 2`` returned; returns rows redone."""
-    import models.topk as topk
-
-    block = sp.csr_matrix(block)
-    counts = np.diff(block.indptr)
-    rows = np.repeat(np.arange(block.shape[0]), counts)
-    cols = block.indices.astype(np.int64)
-    data = block.data
-    order = np.lexsort((cols, -data, rows))
-    rows, cols, data = rows[order], cols[order], data[order]
-    full = counts == min(k + 2, matrix.shape[0])
-    row_min = np.full(block.shape[0], np.inf)
-    nonempty = counts > 0
-    row_min[nonempty] = data[block.indptr[1:][nonempty] - 1]
-    keep = (cols != rows + offset) & (data > 0) & (data >= min_score)
-    rows, cols, data = rows[keep], cols[keep], data[keep]
-    starts = np.searchsorted(rows, np.arange(block.shape[0]))
-    rank = np.arange(rows.size) - starts[rows]
-    kept = rank < k
-    ids[rows[kept] + offset, rank[kept]] = cols[kept]
-    scores[rows[kept] + offset, rank[kept]] = data[kept]
-    kth = scores[offset : offset + block.shape[0], k - 1]
-    suspicious = np.flatnonzero(full & (row_min == kth))
-    for local in suspicious:
-        topk._exact_row(int(local) + offset, k, min_score, matrix, transposed, ids, scores)
-    return int(suspicious.size)
-
-
 # ------------------------------------------------------------------------------ child mode
 def _child(argv: list[str]) -> None:
     """Run ``recs <argv>`` in this process with stage timers; write them as JSON.
 
-    ``argv`` is ``STAGES_JSON VARIANT recs-args...``. The timers only wrap the functions the
+    ``argv`` is ``STAGES_JSON recs-args...``. The timers only wrap the functions the
     command calls anyway, so the work done is exactly ``recs train``'s.
     """
-    stages_path, variant, *recs_args = argv
+    stages_path, *recs_args = argv
     started = time.perf_counter()
     import sklearn.decomposition
 
@@ -218,26 +134,22 @@ def _child(argv: list[str]) -> None:
 
         return wrapper
 
-    if variant == "topk-k2":
-        model_mod.top_k = top_k_k2  # type: ignore[assignment]
-    elif variant != "current":
-        raise SystemExit(f"unknown variant {variant}")
-    cli_mod.read_articles = timed("read", cli_mod.read_articles)  # type: ignore[assignment]
-    cli_mod.save_model = timed("save", cli_mod.save_model)  # type: ignore[assignment]
-    cli_mod.load_model = timed("reload", cli_mod.load_model)  # type: ignore[assignment]
+    cli_mod.read_articles = timed("read", cli_mod.read_articles)
+    cli_mod.save_model = timed("save", cli_mod.save_model)
+    cli_mod.load_model = timed("reload", cli_mod.load_model)
     TextVectorizer.fit_transform = timed("text fit", TextVectorizer.fit_transform)  # type: ignore[method-assign]
     TagVectorizer.fit = timed("tag fit", TagVectorizer.fit)  # type: ignore[method-assign]
     TagVectorizer.transform = timed("tag fit", TagVectorizer.transform)  # type: ignore[method-assign]
     model_mod.RelatedModel.blended_matrix = timed(  # type: ignore[method-assign]
         "blend", model_mod.RelatedModel.blended_matrix
     )
-    model_mod.top_k = timed("top-k pool", model_mod.top_k)  # type: ignore[assignment]
+    model_mod.top_k = timed("top-k pool", model_mod.top_k)
     svd_cls = sklearn.decomposition.TruncatedSVD
-    svd_cls.fit = timed("svd fit", svd_cls.fit)  # type: ignore[method-assign]
+    svd_cls.fit = timed("svd fit", svd_cls.fit)
     model_mod.RelatedModel.latent_vectors = timed(  # type: ignore[method-assign]
         "latent vectors", model_mod.RelatedModel.latent_vectors
     )
-    model_mod.rerank = timed("rerank", model_mod.rerank)  # type: ignore[assignment]
+    model_mod.rerank = timed("rerank", model_mod.rerank)
     try:
         cli_mod.cli(recs_args, prog_name="recs", standalone_mode=False)
     finally:
@@ -262,23 +174,22 @@ def run_train(
     corpus: Path,
     work: Path,
     k: int,
-    variant: str,
     *,
     stage_timers: bool,
     timeout: float | None,
 ) -> TrainRun:
     """``recs train`` on ``corpus`` in a child process: wall time, peak RSS, stage times."""
-    out = work / f"model-{variant}"
+    out = work / "model"
     shutil.rmtree(out, ignore_errors=True)
-    stages_path = work / f"stages-{variant}.json"
+    stages_path = work / "stages.json"
     stages_path.unlink(missing_ok=True)
     train_args = ["train", "--articles", str(corpus), "--out", str(out), "--k", str(k), "--json"]
-    if stage_timers or variant != "current":
-        cmd = [sys.executable, __file__, "_child", str(stages_path), variant, *train_args]
+    if stage_timers:
+        cmd = [sys.executable, __file__, "_child", str(stages_path), *train_args]
     else:
         recs = shutil.which("recs") or "recs"
         cmd = [recs, *train_args]
-    log = (work / f"train-{variant}.log").open("w")
+    log = (work / "train.log").open("w")
     t0 = time.perf_counter()
     child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     deadline = None if timeout is None else t0 + timeout
@@ -298,10 +209,10 @@ def run_train(
     child.returncode = os.waitstatus_to_exitcode(status)
     log.close()
     stages = json.loads(stages_path.read_text()) if stages_path.exists() else {}
-    label = "recs train" if variant == "current" else f"recs train + {variant} (EXPERIMENT)"
+    label = "recs train"
     ok = child.returncode == 0 and not timed_out
     if not ok and not timed_out:
-        print((work / f"train-{variant}.log").read_text()[-2000:], file=sys.stderr)
+        print((work / "train.log").read_text()[-2000:], file=sys.stderr)
     shutil.rmtree(out, ignore_errors=True)
     cpu = usage.ru_utime + usage.ru_stime
     return TrainRun(label, wall, usage.ru_maxrss / 1024.0, ok, timed_out, stages, cpu)
@@ -445,10 +356,10 @@ def run_baselines(
 def topk_block_estimate(
     matrix: sp.csr_matrix, transposed: sp.csr_matrix, rows: int, seed: int, pool: int = 100
 ) -> dict[str, float]:
-    """Per-block cost of the pool top-k (current vs k+2) on one contiguous block, extrapolated.
+    """Cost of the top-k pool on one contiguous block of rows, extrapolated to all rows.
 
-    Contiguous because ``_select`` finds self by row offset. An ESTIMATE for when the current
-    code is too slow to run in full.
+    Mirrors one iteration of ``models.topk.top_k`` (contiguous because ``_select`` finds self
+    by row offset) and counts rows recomputed for ties: an ESTIMATE, and a tie-rate check.
     """
     import models.topk as topk
 
@@ -458,10 +369,8 @@ def topk_block_estimate(
     block_rows = matrix[start : start + rows]
     out: dict[str, float] = {}
     original = topk._exact_row
-    for name, top_n, select in (
-        ("current", pool + 1, topk._select),
-        ("k+2", pool + 2, _select_k2),
-    ):
+    # k + 2 as in models.topk.top_k: self plus one candidate beyond the cut-off.
+    for name, top_n, select in (("current", pool + 2, topk._select),):
         ids = np.full((n, pool), -1, dtype=np.int32)
         scores = np.full((n, pool), np.nan)
         redone = [0]
@@ -479,7 +388,7 @@ def topk_block_estimate(
             select(block, start, pool, 0.0, matrix, transposed, ids, scores)
             spent = time.perf_counter() - t0
         finally:
-            topk._exact_row = original  # type: ignore[assignment]
+            topk._exact_row = original
         out[f"top-k pool {name}: block s"] = spent
         out[f"top-k pool {name}: rows recomputed"] = float(redone[0])
         out[f"top-k pool {name}: extrapolated s"] = spent * n / rows
@@ -589,7 +498,7 @@ def report(results: list[tuple[str, Baselines, list[TrainRun]]], args: argparse.
                 lines.append(f"| {corpus} | {run.label} | " + " | ".join(cells) + " |")
     extras = [(c, b.extra) for c, b, _ in results if b.extra]
     if extras:
-        lines += ["", "Experiments (EXPERIMENT, not current code):", ""]
+        lines += ["", "Experiments and estimates (labelled; not used for pass/fail):", ""]
         for corpus, extra in extras:
             for key, value in extra.items():
                 lines.append(f"- {corpus}: {key} = {value:,.1f}")
@@ -617,8 +526,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-synthetic", action="store_true", help="only Reuters")
     parser.add_argument("--work", type=Path, help="work directory (default: a temp dir)")
     parser.add_argument("--train-timeout", type=float, help="kill recs train after N seconds")
-    parser.add_argument("--skip-current", action="store_true", help="do not train current code")
-    parser.add_argument("--try-fix", action="store_true", help="also train with top_k_k2")
+    parser.add_argument("--skip-train", action="store_true", help="baselines only")
     parser.add_argument("--svd-experiments", action="store_true")
     parser.add_argument("--topk-estimate", action="store_true", help="per-block top-k estimate")
     parser.add_argument("--no-stage-timers", action="store_true", help="plain `recs` binary")
@@ -649,15 +557,11 @@ def main(argv: list[str] | None = None) -> None:
     for name, path in corpora:
         print(f"== {name}: {path}", flush=True)
         runs: list[TrainRun] = []
-        variants = ([] if args.skip_current else ["current"]) + (
-            ["topk-k2"] if args.try_fix else []
-        )
-        for variant in variants:
+        for _ in [] if args.skip_train else [1]:
             run = run_train(
                 path,
                 work,
                 args.k,
-                variant,
                 stage_timers=not args.no_stage_timers,
                 timeout=args.train_timeout,
             )

@@ -137,6 +137,8 @@ def _k(value: Any) -> int:
         return int(current_app.config["DEFAULT_K"])
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 6:
         value = int(value)
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON Schema's "integer" includes 12.0
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
         raise BadRequest(
             f"k must be a whole number from 1 to {high}, got {value!r:.20}", parameter="k"
@@ -380,6 +382,8 @@ def events() -> Response:
     if kind not in EVENT_TYPES:
         raise BadRequest(f"type: must be one of {', '.join(EVENT_TYPES)}", parameter="type")
     position = body.get("position")
+    if isinstance(position, float) and position.is_integer():
+        position = int(position)
     if position is not None and (
         isinstance(position, bool)
         or not isinstance(position, int)

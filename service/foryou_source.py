@@ -75,7 +75,8 @@ class RedisSource:
         self._neighbours_prefix = keys.neighbours_prefix(version)
         self._meta_prefix = keys.meta_prefix(version)
         # One source serves one request: lists read with the metadata are kept for the MMR.
-        self._lists: dict[int, Sequence[tuple[int, float]]] = {}
+        # Raw blobs: decoded only for the few candidates the MMR actually looks at.
+        self._lists: dict[int, bytes | None] = {}
 
     def history_lists(
         self, ids: Sequence[str]
@@ -97,8 +98,8 @@ class RedisSource:
         if missing:
             names = [f"{self._neighbours_prefix}{row}" for row in missing]
             blobs = call(lambda: self.client.mget(names))
-            self._lists.update(zip(missing, map(_pairs, blobs), strict=True))
-        return [self._lists[row] for row in keys_]
+            self._lists.update(zip(missing, blobs, strict=True))
+        return [_pairs(self._lists[row]) for row in keys_]
 
     def describe(self, keys_: Sequence[int]) -> list[ArticleMeta | None]:
         """Metadata of rows, with their neighbour lists (the MMR's next read) in the same MGET."""
@@ -108,7 +109,7 @@ class RedisSource:
         names += [f"{self._neighbours_prefix}{row}" for row in keys_]
         blobs = call(lambda: self.client.mget(names))
         n = len(keys_)
-        self._lists.update(zip(keys_, map(_pairs, blobs[n:]), strict=True))
+        self._lists.update(zip(keys_, blobs[n:], strict=True))
         return [decode_meta(blob) if blob else None for blob in blobs[:n]]
 
     def latest(self, section: str | None, limit: int) -> list[str]:

@@ -147,12 +147,14 @@ def test_near_duplicates_are_collapsed() -> None:
 
 
 def test_mmr_trades_relevance_for_novelty() -> None:
-    # b is a little less relevant than a2 but unlike a1: MMR prefers it second.
-    sim = neighbour_similarity({"a1": [("a2", 0.6)], "a2": [], "b": []})
+    # Relevance enters by rank (1, 2/3, 1/3 for three items). b is less relevant than a2 but
+    # unlike a1: a2 = 0.7 * 2/3 - 0.3 * 0.85 = 0.2117 < b = 0.7 * 1/3 = 0.2333.
+    sim = neighbour_similarity({"a1": [("a2", 0.85)], "a2": [], "b": []})
     config = RankingConfig(diversity=0.3, duplicate_threshold=0.9)
-    order = diversify(["a1", "a2", "b"], [1.0, 0.95, 0.9], sim, 3, config)
-    # a2: 0.7 * 0.95 - 0.3 * 0.6 = 0.485; b: 0.7 * 0.9 = 0.63.
-    assert order == [0, 2, 1]
+    assert diversify(["a1", "a2", "b"], [1.0, 0.95, 0.9], sim, 3, config) == [0, 2, 1]
+    # Less similar (0.6): a2 = 0.2867 > b, relevance wins.
+    sim = neighbour_similarity({"a1": [("a2", 0.6)], "a2": [], "b": []})
+    assert diversify(["a1", "a2", "b"], [1.0, 0.95, 0.9], sim, 3, config) == [0, 1, 2]
 
 
 def test_similarity_is_symmetric_from_either_list() -> None:

@@ -144,10 +144,15 @@ def test_site_wide_tag_adds_nothing() -> None:
         Article(id="x3", title="kyiv talks", tags=("sheet", "Kyiv")),
         Article(id="x4", title="kyiv siege", tags=("SHEET", "kyiv")),
     ]
-    model = RelatedModel(config=ModelConfig(k=2, rerank=False, text_min_df=1)).fit(articles)
+    config = ModelConfig(k=2, rerank=False, text_min_df=1, tag_smoothing=0.0)
+    model = RelatedModel(config=config).fit(articles)
     assert model.similarity("x1", "x2").tags == 0.0
     assert model.similarity("x3", "x4").tags == pytest.approx(1.0)
     assert model.shared_tags("x3", "x4") == ["kyiv"]
+    # With the default smoothing the site tag still adds nothing; the shared rare tag counts.
+    smoothed = RelatedModel(config=config.replace(tag_smoothing=3.0)).fit(articles)
+    assert smoothed.similarity("x1", "x2").tags == 0.0
+    assert 0.0 < smoothed.similarity("x3", "x4").tags < 1.0
 
 
 def test_fit_rejects_tiny_or_duplicate_corpus() -> None:
