@@ -27,6 +27,7 @@ from service.auth import admin_required
 from service.errors import ApiError, BadRequest, ServiceUnavailable
 from service.foryou_source import RedisSource, store_source
 from service.history import HistorySettings, TrendingCache
+from service.resilience import serve_stale_on_failure
 from service.store.base import ArticleMeta, Store, VersionInfo
 from service.store_ext import ConfigError, get_store
 
@@ -128,7 +129,8 @@ def _id_list(values: Any, field: str, limit: int | None) -> list[str]:
 
 
 def _split(values: Iterable[str]) -> list[str]:
-    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+    # Spaces only, as the spec's item pattern: a tab or newline is not an id.
+    return [item.strip(" ") for value in values for item in value.split(",") if item.strip(" ")]
 
 
 def _k(value: Any) -> int:
@@ -194,7 +196,9 @@ def _recommend_query() -> RecommendQuery:
         if "history" in args:
             history = [_check_id(v, "history") for v in _split(args.getlist("history"))]
         exclude = [_check_id(v, "exclude") for v in _split(args.getlist("exclude"))]
-        if len(exclude) > MAX_EXCLUDE:
+        # Empty items count too, as the spec's maxItems does.
+        given = sum(value.count(",") + 1 for value in args.getlist("exclude"))
+        if max(len(exclude), given) > MAX_EXCLUDE:
             raise BadRequest(f"exclude: at most {MAX_EXCLUDE} ids", parameter="exclude")
         user_id = args.get("user_id")
         k, section = args.get("k"), args.get("section")
@@ -321,6 +325,9 @@ def recommendations() -> Response:
     """Recommendations from a reader's history, with trending and latest fallbacks."""
     state = _state()
     query = _recommend_query()
+    # If Redis fails below, this query's last good answer is served, marked stale.
+    stale_key = [query.history, query.user_id, query.k, sorted(query.exclude), query.section]
+    serve_stale_on_failure("foryou", json.dumps(stale_key))
     store = get_store()
     info = _live(store)
     client = _redis(store)

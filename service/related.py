@@ -19,6 +19,7 @@ from werkzeug.http import http_date
 from models.records import ID_PATTERN
 from models.tags import normalize_tag
 from service.errors import BadRequest, NotFound, ServiceUnavailable
+from service.resilience import serve_stale_on_failure
 from service.store.base import ArticleMeta, RelatedRead, VersionInfo
 from service.store_ext import get_store
 
@@ -110,9 +111,15 @@ def parse_query(article_id: str, args: MultiDict[str, str]) -> RelatedQuery:
     config = current_app.config
     k = _whole_number(args, "k", 1, config["MAX_K"])
     exclude: set[str] = set()
+    given = 0
     for value in args.getlist("exclude"):
         for item in value.split(","):
-            item = item.strip()
+            # Every item counts, empty and repeated ones too, as the spec's maxItems does.
+            given += 1
+            if given > MAX_EXCLUDE:
+                raise BadRequest(f"exclude: at most {MAX_EXCLUDE} ids", parameter="exclude")
+            # Spaces only: the spec's item pattern allows spaces around an id, nothing else.
+            item = item.strip(" ")
             if not item:
                 continue
             if not ID_PATTERN.fullmatch(item):
@@ -120,8 +127,6 @@ def parse_query(article_id: str, args: MultiDict[str, str]) -> RelatedQuery:
                     f"exclude: {item[:40]!r} is not a valid article id", parameter="exclude"
                 )
             exclude.add(item)
-            if len(exclude) > MAX_EXCLUDE:
-                raise BadRequest(f"exclude: at most {MAX_EXCLUDE} ids", parameter="exclude")
     section = args.get("section", "").strip()
     if len(section) > MAX_SECTION_LENGTH:
         raise BadRequest(
@@ -256,6 +261,8 @@ def related(article_id: str) -> Response:
         # Cannot exist; answered without touching the store.
         raise NotFound(f"unknown article_id {article_id[:40]!r}", parameter="article_id")
     query = parse_query(article_id, request.args)
+    # If the store fails below, this query's last good answer is served, marked stale.
+    serve_stale_on_failure("related", query.cache_key())
     store = get_store()
     info = store.current_version()
     if info is None:

@@ -93,9 +93,14 @@ def create_store(app: Flask) -> Store:
         if model_dir:
             log.warning("RECS_REDIS_URL is set: serving from Redis, ignoring RECS_MODEL_DIR")
         # Imported here so embedded mode never needs the Redis store's module.
+        from service.breaker import CircuitBreaker
         from service.store.redis_store import RedisStore
 
-        return RedisStore(str(redis_url))
+        return RedisStore(
+            str(redis_url),
+            timeout=float(config.get("REDIS_TIMEOUT", 0.5)),
+            breaker=CircuitBreaker(cooldown=float(config.get("BREAKER_COOLDOWN", 1.0))),
+        )
     if model_dir:
         from models.artifact import ArtifactError, load_model
 

@@ -17,6 +17,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from service import keys
+from service.breaker import CircuitBreaker, GuardedRedis
 from service.store.base import (
     ArticleMeta,
     LazyMetas,
@@ -123,10 +124,14 @@ class RedisStore(Store):
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float | None = None,
         max_connections: int | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if isinstance(target, str):
-            self.client: redis.Redis = redis.Redis.from_url(
+            # Every command goes through the circuit breaker: during an outage only the first
+            # call per cool-down waits for the timeout (see service/breaker.py).
+            self.client: redis.Redis = GuardedRedis.from_url(
                 target,
+                breaker=breaker,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout if connect_timeout is None else connect_timeout,
                 # One immediate retry heals a pooled connection the server dropped; more would
