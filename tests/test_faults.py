@@ -199,7 +199,7 @@ class Traffic:
         with self._lock:
             return sum(1 for o in self.outcomes if o.phase == phase)
 
-    def wait_for(self, phase: str, count: int, limit: float = 20) -> None:
+    def wait_for(self, phase: str, count: int, limit: float = 60) -> None:
         deadline = time.monotonic() + limit
         while self.count(phase) < count and time.monotonic() < deadline:
             time.sleep(0.01)
