@@ -14,7 +14,13 @@ from models.config import ModelConfig
 from models.model import RelatedModel
 from models.records import CorpusError, read_articles
 from models.tags import load_aliases
-from scripts.common import CliError, progress_bar
+from scripts.common import (
+    CliError,
+    config_file_option,
+    on_error_option,
+    progress_bar,
+    tag_aliases_option,
+)
 from scripts.evaluate_cmd import evaluate
 from scripts.foryou_eval_cmd import evaluate_foryou_cmd
 from scripts.import_cmd import import_group
@@ -120,17 +126,9 @@ def train_model(
 @click.option(
     "--min-score", type=click.FloatRange(0, 1), default=None, help="Drop weaker neighbours."
 )
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="JSON config file.")
-@click.option(
-    "--tag-aliases", type=click.Path(path_type=Path), help="Alias file: 'old -> new' lines."
-)
-@click.option(
-    "--on-error",
-    type=click.Choice(["fail", "skip"]),
-    default="fail",
-    show_default=True,
-    help="Bad records: stop (exit 2) or skip and count them.",
-)
+@config_file_option
+@tag_aliases_option
+@on_error_option("Bad records: stop (exit 2) or skip and count them.")
 @click.option(
     "--publish",
     "publish_url",

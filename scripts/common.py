@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import IO, Any
 
 import click
@@ -40,4 +41,24 @@ def progress_bar(description: str, total: int) -> tqdm:
         disable=not sys.stderr.isatty(),
         leave=False,
         dynamic_ncols=True,
+    )
+
+
+# Options shared by every command that trains (train, retrain).
+config_file_option = click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), help="JSON config file."
+)
+tag_aliases_option = click.option(
+    "--tag-aliases", type=click.Path(path_type=Path), help="Alias file: 'old -> new' lines."
+)
+
+
+def on_error_option(help_text: str) -> Any:
+    """``--on-error fail|skip`` with a command-specific help text."""
+    return click.option(
+        "--on-error",
+        type=click.Choice(["fail", "skip"]),
+        default="fail",
+        show_default=True,
+        help=help_text,
     )

@@ -22,7 +22,15 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from models.artifact import LoadedModel, read_manifest
-from scripts.common import EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_UNAVAILABLE, CliError
+from scripts.common import (
+    EXIT_BAD_INPUT,
+    EXIT_REFUSED,
+    EXIT_UNAVAILABLE,
+    CliError,
+    config_file_option,
+    on_error_option,
+    tag_aliases_option,
+)
 from service import publish as pub
 
 # Publishing sends big pipelines: allow more than the API's 0.5 s per reply.
@@ -295,17 +303,9 @@ class Summary(click.ClickException):
 @click.option("--force", is_flag=True, help="Publish even if the new model looks broken.")
 @keep_option
 @click.option("--k", type=click.IntRange(1, 1000), default=None, help="Neighbours per article.")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="JSON config file.")
-@click.option(
-    "--tag-aliases", type=click.Path(path_type=Path), help="Alias file: 'old -> new' lines."
-)
-@click.option(
-    "--on-error",
-    type=click.Choice(["fail", "skip"]),
-    default="fail",
-    show_default=True,
-    help="Bad records: refuse the export, or skip and count them.",
-)
+@config_file_option
+@tag_aliases_option
+@on_error_option("Bad records: refuse the export, or skip and count them.")
 def retrain_command(
     article_files: tuple[Path, ...],
     model_root: Path,

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 import redis
@@ -21,12 +20,12 @@ from prometheus_client import Counter
 
 from models.ranking import RankingConfig, Recommendation, recommend
 from models.records import ID_PATTERN
-from models.tags import normalize_tag
 from service import history as history_store
 from service.auth import admin_required
 from service.errors import ApiError, BadRequest, ServiceUnavailable
 from service.foryou_source import RedisSource, store_source
 from service.history import HistorySettings, TrendingCache
+from service.related import tags_with_keys
 from service.resilience import serve_stale_on_failure
 from service.store.base import ArticleMeta, Store, VersionInfo
 from service.store_ext import ConfigError, get_store
@@ -232,26 +231,12 @@ def _live(store: Store) -> VersionInfo:
     return info
 
 
-@lru_cache(maxsize=8192)
-def _tag_key(tag: str) -> str:
-    return normalize_tag(tag)
-
-
 def shared_tags(item: ArticleMeta, sources: Iterable[ArticleMeta]) -> list[str]:
     """Display tags of ``item`` that the given history items also have, most specific first."""
     common: set[str] = set()
     for source in sources:
         common.update(source.tag_keys)
-    if not common:
-        return []
-    display = {_tag_key(tag): tag for tag in reversed(item.tags)}  # first spelling wins
-    out: list[str] = []
-    for key in item.tag_keys:
-        if key in common:
-            tag = display.get(key, key)
-            if tag not in out:
-                out.append(tag)
-    return out
+    return tags_with_keys(item, common)
 
 
 def _render(

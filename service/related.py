@@ -170,11 +170,17 @@ def _tag_key(tag: str) -> str:
 
 def shared_tags(source: ArticleMeta | None, other: ArticleMeta) -> list[str]:
     """Display tags of ``other`` whose key both articles have, most specific first."""
+    if source is None:
+        return []
+    return tags_with_keys(other, set(source.tag_keys))
+
+
+def tags_with_keys(other: ArticleMeta, common: set[str]) -> list[str]:
+    """Display tags of ``other`` whose key is in ``common``, most specific first."""
     # tag_keys are alias-resolved: when no display tag of ``other`` normalises to a shared key
     # (an alias or a split glued tag), the key itself is shown rather than dropping the match.
-    if source is None or not source.tag_keys or not other.tag_keys:
+    if not common or not other.tag_keys:
         return []
-    common = set(source.tag_keys)
     display = {_tag_key(tag): tag for tag in reversed(other.tags)}  # first spelling wins
     out: list[str] = []
     for key in other.tag_keys:
