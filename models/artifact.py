@@ -28,10 +28,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.config import ModelConfig
-from models.model import RelatedModel
+from models.model import RelatedModel, tag_vectorizer, text_vectorizer
 from models.records import Article, article_from_mapping, write_articles_jsonl
-from models.tags import TagVectorizer
-from models.text import TextVectorizer
 
 FORMAT = "related-stories-model"
 FORMAT_VERSION = 1
@@ -141,23 +139,9 @@ def load_model(path: str | Path, *, verify: bool = True) -> LoadedModel:
     model = RelatedModel(config=config)
     model.ids_ = [a.id for a in articles]
     model.index_ = {article_id: row for row, article_id in enumerate(model.ids_)}
-    model.text_ = TextVectorizer(
-        title_weight=config.title_weight,
-        sublinear_tf=config.sublinear_tf,
-        stop_words=config.stop_words,
-        strip_accents=config.strip_accents,
-        min_df=config.text_min_df,
-        max_df=config.text_max_df,
-        ngram_max=config.ngram_max,
-        max_features=config.max_features,
-    ).set_fitted({term: i for i, term in enumerate(terms)}, data["text_idf"])
-    tags = TagVectorizer(
-        aliases=config.tag_aliases,
-        min_df=config.tag_min_df,
-        max_df=config.tag_max_df,
-        split_glued=config.split_glued_tags,
-        smoothing=config.tag_smoothing,
-    )
+    vocabulary = {term: i for i, term in enumerate(terms)}
+    model.text_ = text_vectorizer(config).set_fitted(vocabulary, data["text_idf"])
+    tags = tag_vectorizer(config)
     tags.vocabulary_ = {tag: i for i, tag in enumerate(tag_info["tags"])}
     tags.idf_ = data["tag_idf"]
     tags.document_frequency_ = np.asarray(tag_info["df"], dtype=np.int64)

@@ -22,6 +22,31 @@ from models.topk import top_k
 RERANK_BLOCK_ROWS = 1024
 
 
+def text_vectorizer(cfg: ModelConfig) -> TextVectorizer:
+    """An unfitted text vectoriser with the config's settings."""
+    return TextVectorizer(
+        title_weight=cfg.title_weight,
+        sublinear_tf=cfg.sublinear_tf,
+        stop_words=cfg.stop_words,
+        strip_accents=cfg.strip_accents,
+        min_df=cfg.text_min_df,
+        max_df=cfg.text_max_df,
+        ngram_max=cfg.ngram_max,
+        max_features=cfg.max_features,
+    )
+
+
+def tag_vectorizer(cfg: ModelConfig) -> TagVectorizer:
+    """An unfitted tag vectoriser with the config's settings."""
+    return TagVectorizer(
+        aliases=cfg.tag_aliases,
+        min_df=cfg.tag_min_df,
+        max_df=cfg.tag_max_df,
+        split_glued=cfg.split_glued_tags,
+        smoothing=cfg.tag_smoothing,
+    )
+
+
 class Progress(Protocol):
     def update(self, n: int) -> Any: ...
     def close(self) -> Any: ...
@@ -85,26 +110,11 @@ class RelatedModel:
         if len(set(self.ids_)) != len(self.ids_):
             raise ValueError("article ids must be unique")
         self.index_ = {article_id: row for row, article_id in enumerate(self.ids_)}
-        self.text_ = TextVectorizer(
-            title_weight=cfg.title_weight,
-            sublinear_tf=cfg.sublinear_tf,
-            stop_words=cfg.stop_words,
-            strip_accents=cfg.strip_accents,
-            min_df=cfg.text_min_df,
-            max_df=cfg.text_max_df,
-            ngram_max=cfg.ngram_max,
-            max_features=cfg.max_features,
-        )
+        self.text_ = text_vectorizer(cfg)
         self.text_matrix_ = self.text_.fit_transform(
             [a.title for a in articles], [a.body for a in articles]
         )
-        self.tags_ = TagVectorizer(
-            aliases=cfg.tag_aliases,
-            min_df=cfg.tag_min_df,
-            max_df=cfg.tag_max_df,
-            split_glued=cfg.split_glued_tags,
-            smoothing=cfg.tag_smoothing,
-        )
+        self.tags_ = tag_vectorizer(cfg)
         tag_lists = [a.tags for a in articles]
         self.tags_.fit(tag_lists)
         self.tag_matrix_ = self.tags_.transform(tag_lists)

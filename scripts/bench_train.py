@@ -259,34 +259,18 @@ class Baselines:
 def blended(articles: Sequence[Article], timings: dict[str, float]) -> sp.csr_matrix:
     """The model's blended matrix, built with the model's own classes and default config."""
     from models.config import ModelConfig
-    from models.model import RelatedModel
-    from models.tags import TagVectorizer
-    from models.text import TextVectorizer
+    from models.model import RelatedModel, tag_vectorizer, text_vectorizer
 
     cfg = ModelConfig()
     model = RelatedModel(config=cfg)
     t0 = time.perf_counter()
-    model.text_ = TextVectorizer(
-        title_weight=cfg.title_weight,
-        sublinear_tf=cfg.sublinear_tf,
-        stop_words=cfg.stop_words,
-        strip_accents=cfg.strip_accents,
-        min_df=cfg.text_min_df,
-        max_df=cfg.text_max_df,
-        ngram_max=cfg.ngram_max,
-        max_features=cfg.max_features,
-    )
+    model.text_ = text_vectorizer(cfg)
     model.text_matrix_ = model.text_.fit_transform(
         [a.title for a in articles], [a.body for a in articles]
     )
     timings["text"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    model.tags_ = TagVectorizer(
-        min_df=cfg.tag_min_df,
-        max_df=cfg.tag_max_df,
-        split_glued=cfg.split_glued_tags,
-        smoothing=cfg.tag_smoothing,
-    )
+    model.tags_ = tag_vectorizer(cfg)
     tag_lists = [a.tags for a in articles]
     model.tags_.fit(tag_lists)
     model.tag_matrix_ = model.tags_.transform(tag_lists)
