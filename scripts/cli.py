@@ -17,6 +17,7 @@ from models.tags import load_aliases
 from scripts.common import (
     CliError,
     config_file_option,
+    model_option,
     on_error_option,
     progress_bar,
     tag_aliases_option,
@@ -27,15 +28,6 @@ from scripts.import_cmd import import_group
 from scripts.publish_cmd import COMMANDS as PUBLISH_COMMANDS
 from scripts.publish_cmd import publish_after_train
 from scripts.serve_cmd import serve
-
-model_option = click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    envvar="RECS_MODEL_DIR",
-    type=click.Path(path_type=Path),
-    help="Model directory written by 'recs train' (env RECS_MODEL_DIR).",
-)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -62,3 +62,13 @@ def on_error_option(help_text: str) -> Any:
         show_default=True,
         help=help_text,
     )
+
+
+model_option = click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    envvar="RECS_MODEL_DIR",
+    type=click.Path(path_type=Path),
+    help="Model directory written by 'recs train' (env RECS_MODEL_DIR).",
+)

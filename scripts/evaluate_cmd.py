@@ -15,7 +15,7 @@ from models.config import ModelConfig
 from models.evaluation import Protocol, compare_alphas, evaluate_model, has_topics
 from models.importers import Impression, read_mind_behaviors
 from models.records import Article, CorpusError, RecordError, read_articles
-from scripts.common import CliError
+from scripts.common import CliError, model_option
 
 # The alphas --compare refits besides the model's own: text-only, tags-only, shipped default.
 COMPARE_ALPHAS = (1.0, 0.0, ModelConfig().alpha)
@@ -179,14 +179,7 @@ def _baseline_row(row: dict[str, Any]) -> dict[str, Any]:
     type=click.Path(path_type=Path),
     help="Article file carrying the ground truth (default: the model's own articles).",
 )
-@click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    envvar="RECS_MODEL_DIR",
-    type=click.Path(path_type=Path),
-    help="Model directory written by 'recs train' (env RECS_MODEL_DIR).",
-)
+@model_option
 @click.option(
     "--protocol",
     type=click.Choice(["auto", "reuters", "mind"]),

@@ -14,7 +14,7 @@ from models.foryou_evaluation import evaluate_foryou
 from models.importers import read_mind_behaviors
 from models.ranking import RankingConfig
 from models.records import CorpusError, RecordError
-from scripts.common import CliError
+from scripts.common import CliError, model_option
 
 METRICS = ("hit@1", "hit@5", "hit@10", "mrr", "ndcg@10")
 
@@ -39,14 +39,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 @click.command("evaluate-foryou")
-@click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    envvar="RECS_MODEL_DIR",
-    type=click.Path(path_type=Path),
-    help="Model directory written by 'recs train' (env RECS_MODEL_DIR).",
-)
+@model_option
 @click.option(
     "--behaviors",
     required=True,

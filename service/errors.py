@@ -9,8 +9,6 @@ from typing import Any
 from flask import Flask, Response, current_app
 from werkzeug.exceptions import HTTPException
 
-from service.store.base import StoreUnavailable
-
 log = logging.getLogger(__name__)
 
 # Short, stable messages for routing errors: werkzeug's descriptions are long HTML-ish prose.
@@ -77,15 +75,6 @@ def _handle_api_error(exc: ApiError) -> Response:
     return error_response(exc.status, exc.error, exc.message, parameter=exc.parameter)
 
 
-def _handle_store_unavailable(exc: StoreUnavailable) -> Response:
-    # The reason (host, port, errno) is for the log, not for clients.
-    log.warning("store unavailable: %s", exc)
-    metrics = current_app.extensions.get("recs_metrics")
-    if metrics is not None:
-        metrics.store_errors.inc()
-    return error_response(503, "unavailable", "the article store is unavailable; retry later")
-
-
 def _handle_http_exception(exc: HTTPException) -> Response:
     code = exc.code or 500
     if code >= 500:
@@ -106,8 +95,7 @@ def _handle_unexpected(exc: Exception) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Register the JSON error handlers on ``app``."""
+    """Register the JSON error handlers on ``app`` (StoreUnavailable: service.resilience)."""
     app.register_error_handler(ApiError, _handle_api_error)
-    app.register_error_handler(StoreUnavailable, _handle_store_unavailable)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)
