@@ -53,7 +53,9 @@ DEFAULTS: dict[str, Any] = {
     "CLOCK": utc_now,  # () -> aware datetime, the "now" of max_age_days
     "RETRY_AFTER": 5,  # seconds, Retry-After of 503 answers
     "RESPONSE_CACHE_SIZE": 4096,  # rendered /related answers kept per process (0: none)
-    "VERSION_TTL": 1.0,  # seconds the live version is remembered (0: ask the store every time)
+    # Seconds the live version (and its update seq) is remembered: bounds how late a publish or
+    # an incremental update shows (0: ask the store every time).
+    "VERSION_TTL": 0.25,
     "MAX_K": 50,
     "DEFAULT_K": 6,
     # Every Redis call gives up after this many seconds (connect and each reply): an outage

@@ -36,8 +36,9 @@ MAX_AGE_DAYS = 100_000
 ETAG_SALT = "related-v1"
 
 
-# A version's stored data never changes, so an answer for (version, query) stays right for as
-# long as that version is live; a new version simply misses. Hot articles (a news site's
+# A version's stored data changes only by incremental updates, each of which bumps its ``seq``:
+# an answer for (version, seq, query) stays right until the next update or publish, which
+# simply miss. Hot articles (a news site's
 # traffic is very skewed) are then served without a store round trip.
 class ResponseCache:
     """A bounded LRU of rendered answers, keyed by model version and normalised query."""
@@ -231,7 +232,7 @@ def select(query: RelatedQuery, read: RelatedRead, cutoff: datetime | None) -> l
 
 
 def _etag(info: VersionInfo, query: RelatedQuery, item_ids: Sequence[str] | None) -> str:
-    parts = [ETAG_SALT, info.version, query.cache_key()]
+    parts = [ETAG_SALT, info.version, str(info.seq), query.cache_key()]
     if item_ids is not None:
         # With max_age_days the answer also depends on the clock: tag the result itself.
         parts.append(",".join(item_ids))
@@ -274,8 +275,8 @@ def related(article_id: str) -> Response:
     if info is None:
         raise ServiceUnavailable("no model version is published yet")
 
-    # Stored data of a version never changes, so without a clock-dependent filter the ETag is
-    # known before any further store round trip, and so is the body if it is cached.
+    # Stored data of a version changes only with its seq, so without a clock-dependent filter
+    # the ETag is known before any further store round trip, and so is the body if cached.
     cache: ResponseCache | None = current_app.extensions[CACHE_EXTENSION]
     cache_key = None
     if query.max_age_days is None:
@@ -283,7 +284,7 @@ def related(article_id: str) -> Response:
         if request.if_none_match.contains_weak(etag):
             return _cache_headers(Response(status=304), etag, info)
         if cache is not None:
-            cache_key = (info.version, query.cache_key())
+            cache_key = (f"{info.version}#{info.seq}", query.cache_key())
             cached = cache.get(cache_key)
             if cached is not None:
                 return _cache_headers(_json_response(cached), etag, info)

@@ -50,6 +50,9 @@ class VersionInfo:
     published_at: str | None  # ISO-8601 UTC, when it was made current (None in embedded mode)
     articles: int
     k: int
+    # Incremental updates applied to this version since it was published (each one bumps it):
+    # part of every cache key and ETag, since a version's lists are no longer frozen.
+    seq: int = 0
 
 
 class LazyMetas(Sequence[ArticleMeta | None], Generic[R]):

@@ -175,6 +175,7 @@ class RedisStore(Store):
             published_at=info.get("published_at") or None,
             articles=int(info.get("articles", 0)),
             k=int(info.get("k", 0)),
+            seq=int(info.get("seq", 0)),
         )
 
     def neighbours(self, version: str, article_id: str) -> list[Neighbour] | None:
