@@ -1,7 +1,8 @@
 """Gunicorn settings for the API: ``gunicorn -c gunicorn.conf.py 'service:create_app()'``.
 
 Environment: RECS_BIND (host:port, default 127.0.0.1:8000), RECS_WORKERS (default
-WEB_CONCURRENCY, else 2 x CPUs + 1 capped at 8), RECS_TIMEOUT (seconds, default 30) and
+WEB_CONCURRENCY, else 2 x CPUs + 1 capped at 8), RECS_TIMEOUT (seconds, default 30),
+RECS_MAX_REQUESTS (worker recycling, default 200,000; 0: never) and
 RECS_LOG_LEVEL. With several workers, set PROMETHEUS_MULTIPROC_DIR (the image does) so /metrics
 sums all workers. The app itself reads RECS_REDIS_URL / RECS_MODEL_DIR and the other RECS_*
 settings (see service/__init__.py).
@@ -45,11 +46,14 @@ limit_request_field_size = 8190
 # Sync workers hold one connection each: run behind a buffering proxy (nginx, a cloud load
 # balancer) so slow clients cannot tie workers up; every store call is bounded by
 # RECS_REDIS_TIMEOUT and the circuit breaker, so the app itself never waits long.
-# Recycle workers now and then so slow leaks cannot grow forever; jitter keeps them from all
-# restarting at once.
-max_requests = 10_000
-max_requests_jitter = 1_000
+# Recycle workers now and then so slow leaks cannot grow forever (the app's own caches are
+# bounded); jitter keeps them from all restarting at once. Not too often: a recycled worker
+# starts with cold caches, and at 10,000 a busy worker restarted every few seconds.
+max_requests = _int_env("RECS_MAX_REQUESTS", 200_000)
+max_requests_jitter = max_requests // 10
 # Each worker builds its own app: a Redis connection pool must not be shared across fork().
+# The modules are imported once in the master instead (on_starting), so a new or recycled
+# worker forks with them loaded and starts in milliseconds, not seconds.
 preload_app = False
 # Heartbeat files on tmpfs: a container's overlay filesystem can stall them into timeouts.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
@@ -63,12 +67,14 @@ control_socket_disable = True
 
 
 def on_starting(server: Any) -> None:
-    """Start Prometheus multiprocess mode with an empty directory (if in use)."""
+    """Start Prometheus multiprocess mode with an empty directory (if in use); import the app."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         # Files of a previous run would add its counts to this one's.
         shutil.rmtree(directory, ignore_errors=True)
         Path(directory).mkdir(parents=True)
+    # Modules only: no app, no connections, no metric files exist before a worker builds them.
+    import service  # noqa: F401
 
 
 def child_exit(server: Any, worker: Any) -> None:

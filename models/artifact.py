@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,21 @@ from models.records import Article, article_from_mapping, write_articles_jsonl
 FORMAT = "related-stories-model"
 FORMAT_VERSION = 1
 FILES = ("arrays.npz", "vocabulary.json", "tags.json", "articles.jsonl")
+
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# Keys save_model writes itself (``extra`` may not replace them).
+MANIFEST_KEYS = (
+    "format",
+    "format_version",
+    "version",
+    "created_at",
+    "source_as_of",
+    "config",
+    "config_hash",
+    "counts",
+    "files",
+)
 
 
 class ArtifactError(ValueError):
@@ -85,9 +101,21 @@ def save_model(
     path: str | Path,
     *,
     created_at: datetime | None = None,
+    source_as_of: datetime | None = None,
+    version: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write ``model`` and its ``articles`` to the directory ``path``; return the manifest."""
+    """Write ``model`` and its ``articles`` to the directory ``path``; return the manifest.
+
+    ``source_as_of`` is when the training input was read (recorded as ``source_as_of``: the
+    update writer replays incremental updates made since then onto the published version).
+    ``version`` keeps a given version id instead of deriving one (a model updated in place
+    stays the same version); ``extra`` adds manifest keys (e.g. ``incremental``).
+    """
     path = Path(path)
+    clash = set(extra or {}) & set(MANIFEST_KEYS)
+    if clash:
+        raise ValueError(f"extra manifest keys clash with the built-in ones: {sorted(clash)}")
     if len(articles) != len(model.ids_) or any(
         a.id != i for a, i in zip(articles, model.ids_, strict=True)
     ):
@@ -103,22 +131,32 @@ def save_model(
         digest = hashlib.sha256(
             (model.cfg.config_hash() + "".join(checksums[n] for n in FILES)).encode()
         ).hexdigest()[:10]
-        manifest = {
+        manifest: dict[str, Any] = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "version": f"{created:%Y%m%dT%H%M%SZ}-{digest}",
-            "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "config": model.cfg.to_dict(),
-            "config_hash": model.cfg.config_hash(),
-            "counts": model_summary(model),
-            "files": checksums,
+            "version": version or f"{created:%Y%m%dT%H%M%SZ}-{digest}",
+            "created_at": created.strftime(TIME_FORMAT),
         }
+        if source_as_of is not None:
+            manifest["source_as_of"] = source_as_of.astimezone(UTC).strftime(TIME_FORMAT)
+        manifest.update(
+            config=model.cfg.to_dict(),
+            config_hash=model.cfg.config_hash(),
+            counts=model_summary(model),
+            files=checksums,
+        )
+        manifest.update(extra or {})
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         _replace_dir(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def source_as_of(manifest: Mapping[str, Any]) -> str:
+    """When the model's input was read: ``source_as_of``, else ``created_at`` (older models)."""
+    return str(manifest.get("source_as_of") or manifest.get("created_at") or "")
 
 
 def load_model(path: str | Path, *, verify: bool = True) -> LoadedModel:

@@ -11,14 +11,20 @@ articles with the same fitted vectorisers (:func:`build_with_fitted`).
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.preprocessing import normalize
 from sparse_dot_topn import sp_matmul_topn
 
+from models.artifact import MANIFEST_KEYS, LoadedModel, model_summary, save_model
 from models.model import RelatedModel, rerank
 from models.records import Article
 from models.topk import default_threads, top_k
@@ -97,6 +103,59 @@ def build_with_fitted(
         min_score=cfg.min_score,
     )
     return ids, neighbours, scores
+
+
+def unknown_share(model: RelatedModel, articles: Sequence[Article]) -> dict[str, float]:
+    """Share of the articles' words and tags that carry no weight under the fitted model.
+
+    ``words``: of the title and body tokens (after lower-casing and stop words), those not in
+    the fitted vocabulary; ``tags``: of the normalised tags, those the tag vocabulary lacks.
+    Pruning at the build (``text_min_df``, ``text_max_df``) leaves some words out of every
+    article, so compare with the build's own articles: the difference is what a retrain would
+    learn (docs/incremental.md). 0 when there is nothing to count.
+    """
+    text = model.text_
+    analyze = CountVectorizer(
+        lowercase=True,
+        stop_words=text.stop_words,
+        strip_accents=text.strip_accents,
+        token_pattern=text.token_pattern,
+        ngram_range=(1, text.ngram_max),
+    ).build_analyzer()
+    words = known_words = tags = known_tags = 0
+    vocabulary, tag_vocabulary = text.vocabulary_, model.tags_.vocabulary_
+    for article in articles:
+        for term in analyze(f"{article.title}\n{article.body}"):
+            words += 1
+            known_words += term in vocabulary
+        for tag in model.tags_.analyze(article.tags, tag_vocabulary):
+            tags += 1
+            known_tags += tag in tag_vocabulary
+    return {
+        "words": 1.0 - known_words / words if words else 0.0,
+        "tags": 1.0 - known_tags / tags if tags else 0.0,
+    }
+
+
+def save_incremental(loaded: LoadedModel, path: str | Path) -> dict[str, Any]:
+    """Save :meth:`IncrementalIndex.to_loaded`'s model to ``path``; return the manifest.
+
+    A model updated in place stays the model it was: same version id, build time and
+    ``source_as_of`` (the update writer's replay point), with the manifest's ``incremental``
+    block (and any other key ``save_model`` does not write itself) carried over.
+    """
+    manifest = loaded.manifest
+    created = manifest.get("created_at")
+    as_of = manifest.get("source_as_of")
+    return save_model(
+        loaded.model,
+        loaded.articles,
+        path,
+        created_at=datetime.fromisoformat(created) if created else None,
+        source_as_of=datetime.fromisoformat(as_of) if as_of else None,
+        version=loaded.version,
+        extra={key: value for key, value in manifest.items() if key not in MANIFEST_KEYS},
+    )
 
 
 class IncrementalIndex:
@@ -190,6 +249,12 @@ class IncrementalIndex:
         self._neighbours = np.full((capacity, self.k), -1, dtype=np.int32)
         self._scores = np.full((capacity, self.k), np.nan, dtype=np.float32)
         self._reverse: list[np.ndarray] = [_EMPTY_ROWS] * n
+        # What to_loaded needs to write the live corpus back as a model directory: the rows the
+        # model came with, the articles appended since (by row) and how many changes were made.
+        self._initial_rows = n
+        self._added: dict[int, Article] = {}
+        self.upserts = 0
+        self.deletes = 0
 
         self._set_base(base)
         rows = np.arange(n)
@@ -274,10 +339,14 @@ class IncrementalIndex:
 
         scores = self._scores_against_all(vector)
         row = self._append(vector, article.id, key)
+        if old is not None:
+            self._added.pop(old, None)
+        self._added[row] = article
         touched |= self._insert(row, scores)
         touched.add(row)
         changed = self._refresh(touched)
         self._maybe_merge()
+        self.upserts += 1
         return {self._ids[r] for r in changed} | {article.id}
 
     def delete(self, article_id: str) -> set[str]:
@@ -287,8 +356,68 @@ class IncrementalIndex:
         """
         row = self.row(article_id)
         changed = self._refresh(self._tombstone(row))
+        self._added.pop(row, None)
         self._maybe_merge()
+        self.deletes += 1
         return {self._ids[r] for r in changed}
+
+    # ----------------------------------------------------------------------------- export
+    def to_loaded(self, base: LoadedModel, *, updated_at: datetime | None = None) -> LoadedModel:
+        """The live corpus as a model, to write back to a directory with :func:`save_incremental`.
+
+        ``base`` is the loaded model this index was built from (its articles fill the rows the
+        model came with). The result has the live articles in row order (an edited article
+        replaced, a deleted one gone, new ones appended), the index's lists, the same fitted
+        vectorisers, SVD components and config, the manifest's counts recomputed and an
+        ``"incremental"`` block: upserts and deletes since the last full build (added to the
+        base manifest's, so they add up over repeated ``recs upsert`` runs), the article count
+        of that build and when the changes were made. Its ``version`` is still the base's.
+        The lists are the index's, so a full build over the result's articles with its
+        vectorisers gives the same lists.
+        """
+        model = self.model
+        n0 = self._initial_rows
+        if len(base.articles) != n0 or base.model.ids_ != self._ids[:n0]:
+            raise ValueError("base is not the model this index was built from")
+        rows = np.flatnonzero(self._alive[: self._n])
+        old_rows, new_rows = rows[rows < n0], rows[rows >= n0]
+        added = [self._added[int(r)] for r in new_rows]
+        articles = [base.articles[int(r)] for r in old_rows] + added
+        ids, neighbours, scores = self.snapshot()
+
+        out = RelatedModel(config=model.config)
+        out.ids_ = ids
+        out.index_ = {article_id: row for row, article_id in enumerate(ids)}
+        out.text_ = model.text_
+        out.tags_ = model.tags_
+        # Kept rows are copied, not re-vectorised: bit for bit what the index scored with.
+        text_parts = [sp.csr_matrix(model.text_matrix_)[old_rows]]
+        tag_parts = [sp.csr_matrix(model.tag_matrix_)[old_rows]]
+        if added:
+            text_parts.append(
+                model.text_.transform([a.title for a in added], [a.body for a in added])
+            )
+            tag_parts.append(model.tags_.transform([a.tags for a in added]))
+        out.text_matrix_ = sp.csr_matrix(sp.vstack(text_parts, format="csr"))
+        out.tag_matrix_ = sp.csr_matrix(sp.vstack(tag_parts, format="csr"))
+        out.neighbours_ = neighbours.astype(np.int32)
+        out.scores_ = scores.astype(np.float32)
+        out.rerank_active_ = bool(model.rerank_active_)
+        out.svd_components_ = model.svd_components_
+        out.latent_ = None if self._latent is None else self._latent[rows].copy()
+
+        manifest = copy.deepcopy(base.manifest)
+        manifest["counts"] = model_summary(out)
+        prior = manifest.get("incremental") or {}
+        when = (updated_at or datetime.now(UTC)).astimezone(UTC)
+        manifest["incremental"] = {
+            "upserts": int(prior.get("upserts", 0)) + self.upserts,
+            "deletes": int(prior.get("deletes", 0)) + self.deletes,
+            # The corpus the vocabulary and IDF were fitted on: the denominator of drift.
+            "base_articles": int(prior.get("base_articles", base.manifest["counts"]["articles"])),
+            "updated_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        return LoadedModel(model=out, manifest=manifest, articles=articles, path=base.path)
 
     # ----------------------------------------------------------------------------- internals
     def _tombstone(self, row: int) -> set[int]:

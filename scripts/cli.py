@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -28,6 +29,7 @@ from scripts.import_cmd import import_group
 from scripts.publish_cmd import COMMANDS as PUBLISH_COMMANDS
 from scripts.publish_cmd import publish_after_train
 from scripts.serve_cmd import serve
+from scripts.update_cmd import COMMANDS as UPDATE_COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,7 +42,7 @@ cli.add_command(import_group)
 cli.add_command(serve)
 cli.add_command(evaluate)
 cli.add_command(evaluate_foryou_cmd)
-for _command in PUBLISH_COMMANDS:
+for _command in [*PUBLISH_COMMANDS, *UPDATE_COMMANDS]:
     cli.add_command(_command)
 
 
@@ -50,6 +52,15 @@ def open_model(path: Path) -> LoadedModel:
         return load_model(path)
     except (ArtifactError, ValueError, OSError) as exc:
         raise CliError(str(exc)) from None
+
+
+def parse_as_of(value: str) -> datetime:
+    """``--as-of`` as an aware UTC datetime (a naive time means UTC), or a CliError."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise CliError(f"--as-of: {value[:40]!r} is not an ISO-8601 date/time") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def build_config(
@@ -66,11 +77,32 @@ def build_config(
         raise CliError(str(exc)) from None
 
 
+def input_as_of(article_files: tuple[Path, ...]) -> datetime | None:
+    """When the input was read, conservatively: the earliest modification time of its files.
+
+    Updates queued after this (minus the writer's margin) are replayed onto the new version.
+    """
+    try:
+        stamps = [path.stat().st_mtime for path in article_files]
+    except OSError:
+        return None  # read_articles reports the missing file
+    return datetime.fromtimestamp(min(stamps), UTC) if stamps else None
+
+
 def train_model(
-    article_files: tuple[Path, ...], out: Path, config: ModelConfig, on_error: str
+    article_files: tuple[Path, ...],
+    out: Path,
+    config: ModelConfig,
+    on_error: str,
+    *,
+    as_of: datetime | None = None,
 ) -> tuple[LoadedModel, dict[str, object]]:
-    """Read, fit and save; return the saved model and a summary (shared with retrain)."""
+    """Read, fit and save; return the saved model and a summary (shared with retrain).
+
+    ``as_of`` (default: :func:`input_as_of`) is stored as the manifest's ``source_as_of``.
+    """
     started = time.perf_counter()
+    as_of = as_of or input_as_of(article_files)
     try:
         result = read_articles(article_files, on_error=on_error)  # type: ignore[arg-type]
     except CorpusError as exc:
@@ -81,7 +113,7 @@ def train_model(
         click.echo(f"skipped: ... and {result.skipped - 5} more bad record(s)", err=True)
     try:
         model = RelatedModel(config=config).fit(result.articles, progress=progress_bar)
-        manifest = save_model(model, result.articles, out)
+        manifest = save_model(model, result.articles, out, source_as_of=as_of)
     except (ValueError, OSError) as exc:
         raise CliError(str(exc)) from None
     counts = manifest["counts"]
@@ -128,6 +160,14 @@ def train_model(
     default=None,
     help="Then publish the model to this Redis (no env default: never publishes by accident).",
 )
+@click.option(
+    "--as-of",
+    "as_of",
+    metavar="ISO",
+    default=None,
+    help="When the input was exported (UTC if no offset) [earliest mtime of the files]:"
+    " updates queued since then are replayed onto this model when it is published.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def train(
     article_files: tuple[Path, ...],
@@ -139,11 +179,14 @@ def train(
     tag_aliases: Path | None,
     on_error: str,
     publish_url: str | None,
+    as_of: str | None,
     as_json: bool,
 ) -> None:
     """Train a model on article files and write it to a model directory."""
     config = build_config(config_file, tag_aliases, k=k, alpha=alpha, min_score=min_score)
-    loaded, summary = train_model(article_files, out, config, on_error)
+    loaded, summary = train_model(
+        article_files, out, config, on_error, as_of=parse_as_of(as_of) if as_of else None
+    )
     if as_json:
         if publish_url:
             summary["published"] = publish_after_train(loaded, publish_url, echo=False).version

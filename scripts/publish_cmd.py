@@ -186,11 +186,24 @@ def rollback_command(redis_url: str, target: str | None) -> None:
 @click.command("versions")
 @redis_url_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def versions_command(redis_url: str, as_json: bool) -> None:
-    """List published versions, newest first; '*' marks the live one."""
+@click.option(
+    "--retrain-drift",
+    type=click.FloatRange(0, 100, min_open=True),
+    default=0.1,
+    show_default=True,
+    envvar="RECS_RETRAIN_DRIFT",
+    help="Share of incremental upserts + deletes (of the build's articles) at which a version"
+    " is marked as due for a full retrain (env RECS_RETRAIN_DRIFT).",
+)
+def versions_command(redis_url: str, as_json: bool, retrain_drift: float) -> None:
+    """List published versions, newest first; '*' marks the live one.
+
+    Versions changed by incremental updates also show their upserts, deletes and drift (their
+    share of the build's articles; '!' marks a retrain as due, see docs/incremental.md).
+    """
     client = connect(redis_url)
     with redis_errors("versions", client):
-        rows = pub.list_versions(client)
+        rows = pub.list_versions(client, drift_threshold=retrain_drift)
     if as_json:
         for row in rows:
             click.echo(json.dumps(row.__dict__))
@@ -198,14 +211,23 @@ def versions_command(redis_url: str, as_json: bool) -> None:
     if not rows:
         click.echo("no published versions")
         return
+    # The update columns only when some version has updates: a plain listing stays as it was.
+    updated = any(row.upserts or row.deletes for row in rows)
     width = max(len("VERSION"), *(len(r.version) for r in rows))
-    click.echo(f"  {'VERSION':<{width}}  {'BUILT':<20}  {'PUBLISHED':<20}  {'ARTICLES':>9}   K")
+    header = f"  {'VERSION':<{width}}  {'BUILT':<20}  {'PUBLISHED':<20}  {'ARTICLES':>9}   K"
+    if updated:
+        header += f"  {'UPSERTS':>8}  {'DELETES':>8}  {'DRIFT':>7}"
+    click.echo(header)
     for row in rows:
         mark = "*" if row.current else " "
-        click.echo(
+        line = (
             f"{mark} {row.version:<{width}}  {row.built_at:<20}  {row.published_at or '-':<20}"
             f"  {row.articles:>9,}  {row.k:>2}"
         )
+        if updated:
+            due = "!" if row.retrain_due else " "
+            line += f"  {row.upserts:>8,}  {row.deletes:>8,}  {row.drift:>6.1%}{due}"
+        click.echo(line)
 
 
 # ---------------------------------------------------------------------------------------------

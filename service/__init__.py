@@ -17,6 +17,7 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 
 from service import (
+    articles_admin,
     auth,
     demo,
     errors,
@@ -53,6 +54,9 @@ DEFAULTS: dict[str, Any] = {
     "CLOCK": utc_now,  # () -> aware datetime, the "now" of max_age_days
     "RETRY_AFTER": 5,  # seconds, Retry-After of 503 answers
     "RESPONSE_CACHE_SIZE": 4096,  # rendered /related answers kept per process (0: none)
+    # Decoded article metadata kept per process in Redis mode, ~1 KB each (0: none): with it
+    # /related reads one neighbour list from Redis instead of k + 1 metadata blobs.
+    "META_CACHE_SIZE": 32_768,
     # Seconds the live version (and its update seq) is remembered: bounds how late a publish or
     # an incremental update shows (0: ask the store every time).
     "VERSION_TTL": 0.25,
@@ -63,6 +67,9 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_TIMEOUT": 0.5,
     "BREAKER_COOLDOWN": 1.0,  # seconds Redis is skipped after a failure (service/breaker.py)
     "MAX_CONTENT_LENGTH": 1024 * 1024,  # request bodies beyond this get 413 (Flask setting)
+    # /readyz reports a retrain as due once incremental upserts + deletes reach this share of
+    # the full build's articles (docs/incremental.md); advisory, readiness is unchanged.
+    "RETRAIN_DRIFT": 0.1,
 }
 
 
@@ -102,6 +109,7 @@ def _check_config(app: Flask) -> None:
     config["MAX_K"] = _int_setting(config, "MAX_K", 1, 1000)
     config["DEFAULT_K"] = _int_setting(config, "DEFAULT_K", 1, config["MAX_K"])
     config["RESPONSE_CACHE_SIZE"] = _int_setting(config, "RESPONSE_CACHE_SIZE", 0, 1_000_000)
+    config["META_CACHE_SIZE"] = _int_setting(config, "META_CACHE_SIZE", 0, 10_000_000)
     ttl = config["VERSION_TTL"]
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 <= ttl <= 3600:
         raise ConfigError("VERSION_TTL (env RECS_VERSION_TTL) must be 0 to 3600 seconds")
@@ -116,6 +124,11 @@ def _check_config(app: Flask) -> None:
         ):
             raise ConfigError(f"{name} (env RECS_{name}) must be {low} to {high} seconds")
     config["MAX_CONTENT_LENGTH"] = _int_setting(config, "MAX_CONTENT_LENGTH", 1024, 1 << 30)
+    drift = config["RETRAIN_DRIFT"]
+    # A share of the build's articles; above 1 is allowed (more changes than articles).
+    if isinstance(drift, bool) or not isinstance(drift, int | float) or not 0 < drift <= 100:
+        raise ConfigError("RETRAIN_DRIFT (env RECS_RETRAIN_DRIFT) must be above 0, at most 100")
+    config["RETRAIN_DRIFT"] = float(drift)
     app.extensions[CORS_EXTENSION] = _origins(config["CORS_ORIGINS"])
 
 
@@ -171,6 +184,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     ops.init_app(app)
     related.init_app(app)
     auth.init_app(app)
+    articles_admin.init_app(app)
     foryou.init_app(app)
     widget.init_app(app)
     demo.init_app(app)

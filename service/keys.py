@@ -11,11 +11,17 @@ Global keys::
                                      expires; "Recommended for you", service/history.py)
     rs:trend:HOUR           zset     article id -> events in that UTC hour (HOUR = unix time //
                                      3600; expires after the trending window)
+    rs:updates              stream   queued upserts and deletes (op, id, article, at, by); the one
+                                     writer (``recs worker``) applies them (service/updates.py)
+    rs:lock:updates         string   token of the one update writer (expires unless refreshed)
+    rs:ack:ENTRY            list     the writer's JSON result for stream entry ENTRY (expires)
 
 Per version ``V`` (all under the prefix ``rs:v:V:``, so a version is deleted by SCAN MATCH)::
 
     rs:v:V:info             hash     version, built_at, published_at, articles, k, coverage,
-                                     score quantiles, next_row, previous, layout
+                                     score quantiles, next_row, previous, layout, as_of; and
+                                     from incremental updates: seq, applied, upserts, deletes,
+                                     base_articles, updated_at
     rs:v:V:idx              hash     article id -> row number (decimal)
     rs:v:V:n:ROW            string   neighbours: int32 LE rows, then uint16 LE scores
     rs:v:V:m:ROW            string   metadata: compact JSON array, the article id first
@@ -23,7 +29,8 @@ Per version ``V`` (all under the prefix ``rs:v:V:``, so a version is deleted by 
     rs:v:V:latest:s:SECTION zset     the same for one section (case-folded)
 
 Rows are numbered from 0 in model order; ``next_row`` in the info hash is the first free row,
-so a later incremental upsert appends rows with HINCRBY and never renumbers existing ones.
+so an incremental upsert of a new article appends a row and never renumbers existing ones (an
+edit keeps its row, so lists that hold it stay valid).
 """
 
 from __future__ import annotations
@@ -111,6 +118,21 @@ def latest_key(version: str) -> str:
 def latest_section_key(version: str, section: str) -> str:
     """Sorted set of one section's articles by published time (section case-folded)."""
     return f"{version_prefix(version)}latest:s:{section.casefold()}"
+
+
+# Incremental updates: one global stream, one writer lock, one short-lived ack list per entry.
+UPDATES = f"{PREFIX}:updates"
+UPDATE_LOCK = f"{PREFIX}:lock:updates"
+ACK_ROOT = f"{PREFIX}:ack:"
+# Stream entry ids are "<ms>-<seq>": digits and one dash, safe in a key.
+ENTRY_ID_PATTERN = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+
+
+def ack_key(entry_id: str) -> str:
+    """List the writer pushes its JSON result for one ``rs:updates`` entry to."""
+    if not ENTRY_ID_PATTERN.fullmatch(entry_id):
+        raise ValueError(f"invalid stream entry id {entry_id[:40]!r}")
+    return f"{ACK_ROOT}{entry_id}"
 
 
 USER_ROOT = f"{PREFIX}:u:"

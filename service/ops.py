@@ -21,6 +21,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from service.articles_admin import live_drift
 from service.resilience import readiness
 from service.store.base import Store, StoreUnavailable
 from service.store_ext import get_store
@@ -145,21 +146,25 @@ def readyz() -> Response:
             _metrics().store_errors.inc()
             return _json(*readiness())
         info = store.current_version()
+        if info is None:
+            return _json({"status": "not_ready", "reason": "no model version is published"}, 503)
+        drift = live_drift(store, info.version)
     except StoreUnavailable as exc:
         log.warning("readiness: store unavailable: %s", exc)
         _metrics().store_errors.inc()
         return _json(*readiness())
-    if info is None:
-        return _json({"status": "not_ready", "reason": "no model version is published"}, 503)
-    return _json(
-        {
-            "status": "ready",
-            "model_version": info.version,
-            "built_at": info.built_at,
-            "published_at": info.published_at,
-            "articles": info.articles,
-        }
-    )
+    body: dict[str, Any] = {
+        "status": "ready",
+        "model_version": info.version,
+        "built_at": info.built_at,
+        "published_at": info.published_at,
+        "articles": info.articles,
+    }
+    if drift is not None:
+        # Advisory: a due retrain never makes an instance unready (the answers are still right,
+        # new articles just match on the build's vocabulary only).
+        body["incremental"] = drift
+    return _json(body)
 
 
 @bp.get("/metrics")

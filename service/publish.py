@@ -22,8 +22,10 @@ from typing import Any, TypeVar
 import numpy as np
 import redis
 
-from models.artifact import LoadedModel
+from models.artifact import LoadedModel, source_as_of
+from models.model import RelatedModel
 from models.ranking import published_timestamp
+from models.records import Article
 from service import keys
 
 T = TypeVar("T")
@@ -35,6 +37,10 @@ LOCK_TTL_MS = 60_000
 RETRIES = 4
 RETRY_BASE_DELAY = 0.1
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
+# Update entries are trimmed from the stream this long before the oldest kept version's as_of:
+# above the update writer's default replay margin (15 min), so a larger --replay-margin of up
+# to an hour still finds its entries.
+UPDATES_TRIM_MARGIN_S = 60 * 60
 
 
 class PublishError(RuntimeError):
@@ -65,6 +71,11 @@ class VersionRow:
     k: int
     coverage: float | None
     current: bool
+    # Incremental updates applied since the publish, and their share of the build's articles.
+    upserts: int = 0
+    deletes: int = 0
+    drift: float = 0.0
+    retrain_due: bool = False
 
 
 def utc_now() -> str:
@@ -132,13 +143,17 @@ def live_info(client: redis.Redis) -> dict[str, Any] | None:
     return None if version is None else version_info(client, version)
 
 
-def list_versions(client: redis.Redis) -> list[VersionRow]:
-    """Complete versions, newest first, with the live one marked."""
+def list_versions(client: redis.Redis, *, drift_threshold: float | None = None) -> list[VersionRow]:
+    """Complete versions, newest first, with the live one marked and their update drift."""
+    from service.updates import DEFAULT_DRIFT_THRESHOLD, drift  # it imports this module
+
+    threshold = DEFAULT_DRIFT_THRESHOLD if drift_threshold is None else drift_threshold
     current = current_version(client)
     names = [_text(v) for v in with_retry(lambda: client.zrevrange(keys.VERSIONS, 0, -1))]
     rows = []
     for name in names:
         info = version_info(client, name) or {}
+        moved = drift(info, threshold)
         rows.append(
             VersionRow(
                 version=name,
@@ -148,6 +163,10 @@ def list_versions(client: redis.Redis) -> list[VersionRow]:
                 k=int(info.get("k", 0)),
                 coverage=info.get("coverage"),
                 current=name == current,
+                upserts=moved["upserts"],
+                deletes=moved["deletes"],
+                drift=moved["share"],
+                retrain_due=moved["retrain_due"],
             )
         )
     return rows
@@ -288,21 +307,46 @@ def prune(
     return dropped
 
 
+def trim_updates(client: redis.Redis, margin_s: float = UPDATES_TRIM_MARGIN_S) -> int:
+    """Drop update entries no kept version can replay: older than the oldest ``as_of - margin``.
+
+    A version replays the entries since its ``as_of`` minus the writer's replay margin, when it
+    goes live or is rolled back to; older entries are in every kept build's input already.
+    Best effort (returns the count removed): the stream is also capped by MAXLEN.
+    """
+    names = [_text(v) for v in with_retry(lambda: client.zrange(keys.VERSIONS, 0, -1))]
+    stamps = []
+    for name in names:
+        as_of = with_retry(lambda n=name: client.hget(keys.info_key(n), "as_of"))  # type: ignore[misc]
+        if not as_of:
+            return 0  # a version without as_of (published before updates existed): keep all
+        stamps.append(datetime.fromisoformat(_text(as_of)).timestamp())
+    if not stamps:
+        return 0
+    min_id = f"{max(0, int((min(stamps) - margin_s) * 1000))}-0"
+    try:
+        return int(with_retry(lambda: client.xtrim(keys.UPDATES, minid=min_id, approximate=False)))
+    except redis.ResponseError:
+        return 0  # Redis < 6.2 has no MINID: MAXLEN alone bounds the stream
+
+
 # ---------------------------------------------------------------------------------------------
 # Publishing.
 
 
+def article_tag_keys(model: RelatedModel, article: Article) -> list[str]:
+    """One article's normalised tags that carry weight in the model, highest IDF first."""
+    tags = model.tags_
+    analyzed = tags.analyze(article.tags, tags.vocabulary_)
+    weighted = [(tag, tags.weight(tag)) for tag in analyzed]
+    # Stable sort: equal weights keep the article's own tag order.
+    ordered = sorted((p for p in weighted if p[1] > 0), key=lambda p: -p[1])
+    return [tag for tag, _ in ordered]
+
+
 def tag_keys(loaded: LoadedModel) -> list[list[str]]:
-    """Each article's normalised tags that carry weight in the model, highest IDF first."""
-    tags = loaded.model.tags_
-    out = []
-    for article in loaded.articles:
-        analyzed = tags.analyze(article.tags, tags.vocabulary_)
-        weighted = [(tag, tags.weight(tag)) for tag in analyzed]
-        # Stable sort: equal weights keep the article's own tag order.
-        ordered = sorted((p for p in weighted if p[1] > 0), key=lambda p: -p[1])
-        out.append([tag for tag, _ in ordered])
-    return out
+    """Each article's :func:`article_tag_keys` (the incremental writer shares the helper)."""
+    return [article_tag_keys(loaded.model, article) for article in loaded.articles]
 
 
 def _batches(loaded: LoadedModel, batch: int) -> Iterator[tuple[int, list[bytes], list[bytes]]]:
@@ -342,6 +386,9 @@ def _info_mapping(loaded: LoadedModel) -> dict[Any, Any]:
         "coverage": float(counts.get("coverage", loaded.model.coverage())),
         "score_quantiles": json.dumps(counts.get("score_quantiles", {}), sort_keys=True),
         "config_hash": str(loaded.manifest.get("config_hash", "")),
+        # When the build's input was read: incremental updates since then (minus a margin)
+        # are replayed onto this version by the update writer (service/updates.py).
+        "as_of": source_as_of(loaded.manifest),
         "next_row": n,
         "layout": keys.LAYOUT,
     }
@@ -379,6 +426,7 @@ def publish(
         if previous != version:
             _flip(client, version, previous, first_publish=not listed)
         pruned = prune(client, keep, lock.refresh)
+        trim_updates(client)
     return PublishResult(
         version=version,
         articles=len(loaded.articles),

@@ -99,6 +99,7 @@ def create_store(app: Flask) -> Store:
         return RedisStore(
             str(redis_url),
             timeout=float(config.get("REDIS_TIMEOUT", 0.5)),
+            meta_cache_size=int(config.get("META_CACHE_SIZE", 0)),
             breaker=CircuitBreaker(cooldown=float(config.get("BREAKER_COOLDOWN", 1.0))),
         )
     if model_dir:

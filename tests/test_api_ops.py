@@ -103,6 +103,55 @@ def test_readyz_redis_published(
     assert body["published_at"]  # set by the publish, unlike embedded mode
 
 
+def test_readyz_reports_incremental_drift_in_redis_mode(
+    redis_url: str, redis_client: redis.Redis, loaded: LoadedModel
+) -> None:
+    from service import keys, publish
+
+    publish.publish(redis_client, loaded)
+    client = redis_app(redis_url, VERSION_TTL=0).test_client()
+    fresh = client.get("/readyz").get_json()
+    assert fresh["incremental"] == {
+        "upserts": 0,
+        "deletes": 0,
+        "base_articles": len(loaded.articles),
+        "share": 0.0,
+        "retrain_due": False,
+    }
+    # The writer's counters, as service/updates.py keeps them in the version's info hash.
+    info = keys.info_key(loaded.version)
+    redis_client.hset(info, mapping={"upserts": 30, "deletes": 10, "base_articles": 400})
+    redis_client.hset(info, "articles", 420)
+    body = client.get("/readyz").get_json()
+    assert body["status"] == "ready" and body["articles"] == 420
+    assert body["incremental"] == {
+        "upserts": 30,
+        "deletes": 10,
+        "base_articles": 400,
+        "share": 0.1,
+        "retrain_due": True,
+    }
+    # Advisory only: still ready; the threshold is a setting.
+    lenient = redis_app(redis_url, VERSION_TTL=0, RETRAIN_DRIFT=0.25).test_client()
+    response = lenient.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json()["incremental"]["retrain_due"] is False
+
+
+def test_readyz_has_no_drift_in_embedded_mode(app: Flask) -> None:
+    assert "incremental" not in app.test_client().get("/readyz").get_json()
+
+
+def test_retrain_drift_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, model_dir: Path
+) -> None:
+    monkeypatch.setenv("RECS_RETRAIN_DRIFT", "0.25")
+    assert embedded_app(model_dir).config["RETRAIN_DRIFT"] == 0.25
+    monkeypatch.setenv("RECS_RETRAIN_DRIFT", "lots")
+    with pytest.raises(ConfigError, match="RETRAIN_DRIFT"):
+        embedded_app(model_dir)
+
+
 # ------------------------------------------------------------------------------- metrics
 
 
@@ -252,6 +301,12 @@ def test_bad_model_dir_fails_at_start(tmp_path: Path) -> None:
         ("VERSION_TTL", -1),
         ("VERSION_TTL", "1s"),
         ("RESPONSE_CACHE_SIZE", -5),
+        ("RETRAIN_DRIFT", 0),
+        ("RETRAIN_DRIFT", -0.1),
+        ("RETRAIN_DRIFT", 101),
+        ("RETRAIN_DRIFT", "a tenth"),
+        ("RETRAIN_DRIFT", True),
+        ("RETRAIN_DRIFT", float("nan")),
     ],
 )
 def test_bad_settings_fail_at_start(model_dir: Path, key: str, value: object) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from click.testing import CliRunner
 from flask import Flask
 
@@ -60,8 +61,8 @@ def command(service: dict[str, Any]) -> list[str]:
 # ------------------------------------------------------------------------------- compose
 
 
-def test_compose_has_the_three_services(services: dict[str, Any]) -> None:
-    assert set(services) == {"redis", "trainer", "api"}
+def test_compose_has_the_four_services(services: dict[str, Any]) -> None:
+    assert set(services) == {"redis", "trainer", "api", "updater"}
 
 
 def test_redis_is_redis_7_with_healthcheck_and_persistence(
@@ -102,6 +103,53 @@ def test_api_waits_for_redis_and_a_successful_trainer(services: dict[str, Any]) 
     assert "/readyz" in " ".join(api["healthcheck"]["test"])
 
 
+def test_updater_runs_the_one_update_writer_on_the_trainers_model(
+    services: dict[str, Any],
+) -> None:
+    updater = services["updater"]
+    args = command(updater)
+    assert args[:2] == ["recs", "worker"]
+    assert args[args.index("--redis-url") + 1] == REDIS_IN_COMPOSE
+    trainer = command(services["trainer"])
+    assert args[args.index("--model") + 1] == trainer[trainer.index("--out") + 1]
+    assert ["models", "/models"] in [v.split(":") for v in updater["volumes"]]
+    assert depends_on(updater) == {
+        "redis": "service_healthy",
+        "trainer": "service_completed_successfully",
+    }
+    assert updater["restart"] == "unless-stopped"
+    assert "deploy" not in updater  # never more than one replica: one writer
+    assert updater["image"] == services["api"]["image"]
+
+
+def test_updater_command_applies_a_queued_update(
+    services: dict[str, Any],
+    redis_url: str,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The compose trainer, then the updater's exact arguments (with --once) on the test Redis."""
+    from scripts.cli import cli
+    from service import updates
+    from service.publish import live_info
+
+    train = command(services["trainer"])[1:]
+    train[train.index("--articles") + 1] = str(corpus_file(tmp_path_factory))
+    train[train.index("--out") + 1] = str(tmp_path / "current")
+    train[train.index("--publish") + 1] = redis_url
+    assert CliRunner().invoke(cli, train).exit_code == 0
+    client = redis.Redis.from_url(redis_url)
+    entry = updates.enqueue_delete(client, "reuters-1", by="api")
+    worker = command(services["updater"])[1:]
+    worker[worker.index("--redis-url") + 1] = redis_url
+    worker[worker.index("--model") + 1] = str(tmp_path / "current")
+    result = CliRunner().invoke(cli, [*worker, "--once"])
+    assert result.exit_code == 0, result.output
+    ack = updates.wait_applied(client, entry, 1.0)
+    assert ack is not None and ack["status"] == "applied"
+    assert (live_info(client) or {}).get("deletes") == "1"
+
+
 def test_api_and_trainer_share_the_dockerfile_image(services: dict[str, Any]) -> None:
     assert services["api"]["image"] == services["trainer"]["image"]
     for name in ("api", "trainer"):
@@ -119,7 +167,7 @@ def test_start_order_is_redis_trainer_api(services: dict[str, Any]) -> None:
         order.extend(ready)
         for name in ready:
             del pending[name]
-    assert order == ["redis", "trainer", "api"]
+    assert order == ["redis", "trainer", "api", "updater"]
 
 
 def test_trainer_command_trains_publishes_and_the_api_serves_it(
@@ -199,7 +247,7 @@ def test_gunicorn_conf_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert 1 <= conf["workers"] <= 8
     assert conf["timeout"] == 30
     assert 0 < conf["graceful_timeout"] <= conf["timeout"]
-    assert conf["max_requests"] == 10_000
+    assert conf["max_requests"] == 200_000
     assert 0 < conf["max_requests_jitter"] < conf["max_requests"]
     assert conf["preload_app"] is False
 

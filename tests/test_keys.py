@@ -123,3 +123,19 @@ def test_recommendation_keys_are_pinned() -> None:
     assert keys.latest_section_key(V, "x").startswith(prefix)
     for key in (keys.user_history_key("u"), keys.trending_key(1)):
         assert not key.startswith(keys.VERSION_ROOT)
+
+
+def test_update_keys_are_pinned() -> None:
+    assert keys.UPDATES == "rs:updates"
+    assert keys.UPDATE_LOCK == "rs:lock:updates"
+    assert keys.ACK_ROOT == "rs:ack:"
+    assert keys.ack_key("1767225600000-3") == "rs:ack:1767225600000-3"
+    # Global: a version's SCAN-and-delete never touches the queue.
+    for key in (keys.UPDATES, keys.UPDATE_LOCK, keys.ack_key("1-0")):
+        assert not key.startswith(keys.VERSION_ROOT)
+
+
+@pytest.mark.parametrize("bad", ["", "1", "1-", "a-1", "1-0*", "1-0 x"])
+def test_ack_keys_take_only_stream_entry_ids(bad: str) -> None:
+    with pytest.raises(ValueError, match="invalid stream entry id"):
+        keys.ack_key(bad)

@@ -134,3 +134,53 @@ def test_ops_answers_match_the_schema(app: Flask, spec: dict[str, Any]) -> None:
     not_ready = redis_app("redis://127.0.0.1:1/0").test_client().get("/readyz")
     assert not_ready.status_code == 503
     validate(not_ready.get_json(), spec, "NotReady")
+
+
+ADMIN_TOKEN = "openapi-admin-token-0123456789"
+
+
+def test_readiness_with_drift_matches_the_schema(
+    spec: dict[str, Any], loaded: LoadedModel, redis_url: str, redis_client: Any
+) -> None:
+    from service import keys, publish
+
+    publish.publish(redis_client, loaded)
+    redis_client.hset(keys.info_key(loaded.version), mapping={"upserts": 3, "deletes": 1})
+    body = redis_app(redis_url).test_client().get("/readyz").get_json()
+    assert body["incremental"]["upserts"] == 3
+    validate(body, spec, "Ready")
+
+
+def test_article_updates_are_admin_operations(spec: dict[str, Any]) -> None:
+    item = spec["paths"]["/v1/articles/{article_id}"]
+    for method in ("put", "delete"):
+        operation = item[method]
+        assert operation["security"] == [{"adminToken": []}]
+        assert {"200", "202", "400", "401", "404", "501", "503"} <= set(operation["responses"])
+        query = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
+        assert query == {"wait"}
+    assert "413" in item["put"]["responses"]
+
+
+def test_article_update_answers_match_the_schema(
+    spec: dict[str, Any], loaded: LoadedModel, redis_url: str, redis_client: Any
+) -> None:
+    from service import publish
+
+    publish.publish(redis_client, loaded)
+    client = redis_app(redis_url, ADMIN_TOKEN=ADMIN_TOKEN).test_client()
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    # No writer runs: queued.
+    queued = client.put("/v1/articles/new-1", json={"title": "Cocoa"}, headers=auth)
+    assert queued.status_code == 202
+    validate(queued.get_json(), spec, "UpdateQueued")
+    gone = client.delete("/v1/articles/new-1", headers=auth)
+    assert gone.status_code == 202
+    validate(gone.get_json(), spec, "UpdateQueued")
+    for response in (
+        client.put("/v1/articles/new-1", json={"tags": "x"}, headers=auth),
+        client.put("/v1/articles/new-1", json={"title": "Cocoa"}),
+        client.delete("/v1/articles/new-1", query_string={"wait": "x"}, headers=auth),
+    ):
+        assert response.status_code in (400, 401)
+        validate(response.get_json(), spec, "Error")

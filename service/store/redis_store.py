@@ -8,6 +8,9 @@ but not on Redis Cluster, where a version's keys would have to share a hash tag.
 from __future__ import annotations
 
 import json
+import struct
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -31,6 +34,8 @@ from service.store.base import (
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 0.5
+# Decoded article metadata kept per process (see MetaCache); about 1 KB of Python objects each.
+DEFAULT_META_CACHE_SIZE = 32_768
 # Lua's unpack() has a stack limit near 8000 values; stay well below it.
 MAX_IDS_PER_CALL = 1000
 
@@ -86,6 +91,16 @@ table.insert(out, 1, blob)
 return out
 """
 
+# The read behind /related when the metadata is cached in the process: id -> row -> list.
+# Returns false for an unknown id, else {row, blob}.
+_ROW_LIST_LUA = """
+local row = redis.call('HGET', KEYS[1], ARGV[2])
+if not row then return false end
+local blob = redis.call('GET', ARGV[1] .. row)
+if not blob then return false end
+return {row, blob}
+"""
+
 # Returns one metadata blob per id, '' for an unknown id.
 _ARTICLES_LUA = """
 local n = #ARGV - 1
@@ -110,8 +125,70 @@ return out
 """
 
 
+# Every uint16 score as keys.decode_neighbours computes it (float32 division), so both reads
+# give identical floats.
+_SCORES: list[float] = (
+    np.arange(keys.SCORE_SCALE + 1, dtype=np.float32) / keys.SCORE_SCALE
+).tolist()
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# /related spends most of its time moving and decoding the k + 1 metadata blobs it shows, and
+# the same few thousand articles are shown over and over (every neighbour list of a corpus
+# draws on it). A version's metadata changes only with its update seq (an incremental edit
+# rewrites a row's blob and bumps the seq), so decoded metadata is kept per row for the
+# (version, seq) last seen by current_version() and dropped whole when either changes; the
+# API sees that pair at most VERSION_TTL late, the same bound as for the lists themselves.
+class MetaCache:
+    """A bounded LRU of decoded metadata by row, valid for one (version, seq)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._rows: OrderedDict[int, ArticleMeta] = OrderedDict()
+        self._scope: tuple[str, int] | None = None
+        self._lock = threading.Lock()  # threaded gunicorn workers share one store
+
+    def use(self, version: str, seq: int) -> None:
+        """Make ``(version, seq)`` current, dropping everything cached for another one."""
+        with self._lock:
+            if self._scope != (version, seq):
+                self._rows.clear()
+                self._scope = (version, seq)
+
+    @property
+    def scope(self) -> tuple[str, int] | None:
+        """The (version, seq) cached rows belong to."""
+        return self._scope
+
+    def get(self, rows: Sequence[int]) -> list[ArticleMeta | None]:
+        """Cached metadata of each row (``None``: not cached)."""
+        with self._lock:
+            found = [self._rows.get(row) for row in rows]
+            for row, meta in zip(rows, found, strict=True):
+                if meta is not None:
+                    self._rows.move_to_end(row)
+            return found
+
+    def put(self, scope: tuple[str, int], items: Sequence[tuple[int, ArticleMeta]]) -> None:
+        """Remember rows read under ``scope`` (ignored if the scope moved on meanwhile).
+
+        A reader that looked rows up before an update and fetched them after it would
+        otherwise keep pre-update metadata for the whole next scope.
+        """
+        with self._lock:
+            if self._scope != scope:
+                return
+            for row, meta in items:
+                self._rows[row] = meta
+                self._rows.move_to_end(row)
+            while len(self._rows) > self.size:
+                self._rows.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
 
 class RedisStore(Store):
@@ -125,6 +202,7 @@ class RedisStore(Store):
         connect_timeout: float | None = None,
         max_connections: int | None = None,
         breaker: CircuitBreaker | None = None,
+        meta_cache_size: int = DEFAULT_META_CACHE_SIZE,
     ) -> None:
         if isinstance(target, str):
             # Every command goes through the circuit breaker: during an outage only the first
@@ -148,6 +226,8 @@ class RedisStore(Store):
         self._neighbours = self.client.register_script(_NEIGHBOURS_LUA)
         self._articles = self.client.register_script(_ARTICLES_LUA)
         self._related = self.client.register_script(_RELATED_LUA)
+        self._row_list = self.client.register_script(_ROW_LIST_LUA)
+        self.meta_cache = MetaCache(meta_cache_size) if meta_cache_size > 0 else None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
@@ -169,7 +249,7 @@ class RedisStore(Store):
             return None
         version, flat = _text(reply[0]), reply[1]
         info = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
-        return VersionInfo(
+        result = VersionInfo(
             version=version,
             built_at=info.get("built_at", ""),
             published_at=info.get("published_at") or None,
@@ -177,6 +257,9 @@ class RedisStore(Store):
             k=int(info.get("k", 0)),
             seq=int(info.get("seq", 0)),
         )
+        if self.meta_cache is not None:
+            self.meta_cache.use(result.version, result.seq)
+        return result
 
     def neighbours(self, version: str, article_id: str) -> list[Neighbour] | None:
         """Stored neighbours of an article, best first, in one round trip; None if unknown."""
@@ -208,7 +291,15 @@ class RedisStore(Store):
     def related_articles(
         self, version: str, article_id: str, limit: int | None = None
     ) -> RelatedRead | None:
-        """Source and neighbour metadata in one round trip; metas are decoded when read."""
+        """Source and neighbour metadata in one round trip; metas are decoded when read.
+
+        With the metadata cache serving ``version``, the round trip reads only the list, and a
+        second one fetches the metadata of rows not cached yet (none, once warm).
+        """
+        cache = self.meta_cache
+        scope = None if cache is None else cache.scope
+        if cache is not None and scope is not None and scope[0] == version:
+            return self._related_cached(cache, scope, article_id, limit)
         reply = self._call(
             lambda: self._related(
                 keys=[keys.index_key(version)],
@@ -248,6 +339,47 @@ class RedisStore(Store):
             LazyMetas(raw, _meta),
             len(blobs) == total,
         )
+
+    def _related_cached(
+        self, cache: MetaCache, scope: tuple[str, int], article_id: str, limit: int | None
+    ) -> RelatedRead | None:
+        version = scope[0]
+        reply = self._call(
+            lambda: self._row_list(
+                keys=[keys.index_key(version)], args=[keys.neighbours_prefix(version), article_id]
+            )
+        )
+        if not reply:
+            return None
+        source_row, blob = int(reply[0]), reply[1]
+        total = len(blob) // keys.BYTES_PER_NEIGHBOUR
+        count = total if limit is None else max(0, min(limit, total))
+        # struct and a lookup table: numpy's per-call overhead is most of the cost for ~7 items.
+        rows = list(struct.unpack_from(f"<{count}i", blob))
+        quantised = struct.unpack_from(f"<{count}H", blob, total * keys.ROW_DTYPE.itemsize)
+        scores = [_SCORES[q] for q in quantised]
+        wanted = [source_row, *rows]
+        metas = cache.get(wanted)
+        missing = sorted({row for row, meta in zip(wanted, metas, strict=True) if meta is None})
+        if missing:
+            prefix = keys.meta_prefix(version)
+            blobs: list[bytes | None] = self._call(
+                lambda: self.client.mget([f"{prefix}{row}" for row in missing])  # type: ignore[arg-type,return-value]
+            )
+            # A row without metadata (deleted since the list was read) stays None: left out.
+            fetched = {row: _meta(b) for row, b in zip(missing, blobs, strict=True) if b}
+            cache.put(scope, list(fetched.items()))
+            metas = [
+                meta if meta is not None else fetched.get(row)
+                for row, meta in zip(wanted, metas, strict=True)
+            ]
+        neighbours: list[Neighbour] = []
+        shown: list[ArticleMeta | None] = []
+        for meta, score in zip(metas[1:], scores, strict=True):
+            if meta is not None:
+                neighbours.append(Neighbour(meta.id, score))
+                shown.append(meta)
+        return RelatedRead(metas[0], neighbours, shown, count == total)
 
     def ping(self) -> bool:
         """Whether Redis answers."""

@@ -1,0 +1,207 @@
+"""``PUT`` / ``DELETE /v1/articles/<article_id>``: incremental updates over HTTP (admin only).
+
+The API never changes a model itself. A route validates the request, appends it to the update
+stream (:mod:`service.updates`) and waits up to ``?wait=`` seconds for the one writer
+(``recs worker``) to apply it: 200 with the result when it did, 202 when the update is still
+queued (the writer is busy, slow, or not running: it applies the entry when it gets to it).
+Updates need Redis; a server running from a model directory answers 501 and points to
+``recs upsert --model DIR``. See docs/incremental.md.
+
+This module also reads the live version's drift for ``/readyz`` (:func:`live_drift`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+from flask import Blueprint, Flask, Response, current_app, request
+
+from models.records import ID_PATTERN, RecordError, article_from_mapping
+from service import keys, updates
+from service.auth import admin_required
+from service.errors import ApiError, BadRequest, NotFound
+from service.store.base import Store, StoreUnavailable
+from service.store_ext import get_store
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("articles_admin", __name__)
+
+# Seconds a request waits for the writer by default: an upsert is applied in milliseconds, so
+# this only runs out when the writer is busy or down (then the answer is 202, queued).
+DEFAULT_WAIT = 2.0
+# Longer waits hold a server worker; a caller that needs more polls /related instead.
+MAX_WAIT = 30.0
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
+
+
+class UpdatesNeedRedis(ApiError):
+    """An update sent to a server that runs from a model directory (nothing to queue it on)."""
+
+    status = 501
+    error = "not_implemented"
+
+
+def redis_of(store: Store) -> redis.Redis | None:
+    """The Redis client behind an app store, or ``None`` in embedded mode."""
+    from service.store.redis_store import RedisStore
+
+    inner = getattr(store, "inner", store)  # VersionCache wraps the real store
+    return inner.client if isinstance(inner, RedisStore) else None
+
+
+def live_drift(store: Store, version: str) -> dict[str, Any] | None:
+    """Drift of ``version`` (see ``updates.drift``); ``None`` in embedded mode."""
+    client = redis_of(store)
+    if client is None:
+        return None
+    try:
+        info = client.hgetall(keys.info_key(version))
+    except TRANSIENT as exc:
+        raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+    return updates.drift(info, float(current_app.config["RETRAIN_DRIFT"]))
+
+
+# ------------------------------------------------------------------------------- requests
+def _path_id(article_id: str) -> str:
+    if not ID_PATTERN.fullmatch(article_id):
+        raise BadRequest(
+            f"article_id: {article_id[:40]!r} is not a valid article id"
+            " (1-128 of A-Z a-z 0-9 . _ : -)",
+            parameter="article_id",
+        )
+    return article_id
+
+
+def _wait() -> float:
+    raw = request.args.get("wait")
+    if raw is None:
+        return DEFAULT_WAIT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= MAX_WAIT:  # NaN fails too
+        raise BadRequest(f"wait: must be 0 to {MAX_WAIT:g} seconds", parameter="wait")
+    return value
+
+
+def _article(article_id: str) -> Any:
+    """The body as a validated article whose id is the path's."""
+    # Beyond MAX_CONTENT_LENGTH this raises werkzeug's 413 (a JSON error via service.errors).
+    data = request.get_data(cache=False)
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("body: not valid JSON", parameter="body") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body: must be a JSON object (the article)", parameter="body")
+    given = body.get("id")
+    if given not in (None, "") and given != article_id:
+        raise BadRequest("id: must equal the article id in the path", parameter="id")
+    try:
+        return article_from_mapping({**body, "id": article_id}, source="body")
+    except RecordError as exc:
+        field = exc.field or "body"
+        raise BadRequest(f"{field}: {exc.reason}", parameter=field) from None
+
+
+def _client() -> redis.Redis:
+    client = redis_of(get_store())
+    if client is None:
+        raise UpdatesNeedRedis(
+            "this server runs from a model directory: apply updates with"
+            " `recs upsert --model DIR` / `recs delete ID --model DIR` and restart it, or serve"
+            " from Redis (RECS_REDIS_URL) with a `recs worker` running"
+        )
+    return client
+
+
+def _json(body: Mapping[str, Any], status: int) -> Response:
+    response = Response(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        status=status,
+        mimetype="application/json",
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _apply(client: redis.Redis, op: str, article_id: str, entry: str, wait: float) -> Response:
+    """Wait for the writer's result of ``entry`` and answer with it (202 while queued)."""
+    try:
+        active = updates.writer_active(client)
+        result = updates.wait_applied(client, entry, wait) if active and wait > 0 else None
+    except TRANSIENT as exc:
+        # The entry is queued (XADD answered): a retry of the request would queue it again,
+        # which the writer applies idempotently.
+        raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+    if result is None:
+        if active:
+            message = f"queued; not applied within {wait:g} s, the writer applies it in order"
+        else:
+            log.warning(
+                "%s of %s queued as %s, but no update writer is running (start `recs worker`)",
+                op,
+                article_id,
+                entry,
+            )
+            message = "queued; no writer is running now, it is applied when `recs worker` starts"
+        return _json(
+            {"status": "queued", "id": article_id, "entry": entry, "message": message}, 202
+        )
+    if result.get("status") != "applied":
+        reason = str(result.get("error") or "rejected by the update writer")
+        if op == "delete":
+            raise NotFound(reason, parameter="article_id")
+        raise BadRequest(reason, parameter="body")
+    return _json(
+        {
+            "status": "applied",
+            "id": article_id,
+            "entry": entry,
+            "changed": int(result.get("changed") or 0),
+            "model_version": result.get("version"),
+        },
+        200,
+    )
+
+
+# ------------------------------------------------------------------------------- routes
+@bp.put("/v1/articles/<article_id>")
+@admin_required
+def put_article(article_id: str) -> Response:
+    """Add or replace an article (Bearer RECS_ADMIN_TOKEN; 404 when none is set)."""
+    _path_id(article_id)
+    client = _client()
+    wait = _wait()
+    article = _article(article_id)
+    try:
+        entry = updates.enqueue_upsert(client, article, by="api")
+    except TRANSIENT as exc:
+        raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+    return _apply(client, "upsert", article_id, entry, wait)
+
+
+@bp.delete("/v1/articles/<article_id>")
+@admin_required
+def delete_article(article_id: str) -> Response:
+    """Remove an article from every list (Bearer RECS_ADMIN_TOKEN; 404 when none is set)."""
+    _path_id(article_id)
+    client = _client()
+    wait = _wait()
+    try:
+        entry = updates.enqueue_delete(client, article_id, by="api")
+    except TRANSIENT as exc:
+        raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+    return _apply(client, "delete", article_id, entry, wait)
+
+
+def init_app(app: Flask) -> None:
+    """Register the routes."""
+    app.register_blueprint(bp)
