@@ -489,6 +489,77 @@ def test_readers_never_see_a_list_between_two_states(
         assert state in states[article_id], f"{article_id}: a list from no single state"
 
 
+def test_api_readers_never_see_a_list_between_two_states(
+    redis_url: str, client: redis.Redis, sample: list[Article], tmp_path: Path
+) -> None:
+    """The same through ``GET /related`` (its answer and metadata caches in play), with the
+    writer running in its own thread as ``recs worker`` does."""
+    from service import create_app
+
+    loaded = build(tmp_path / "m", sample[:N], CONFIGS["rerank"])
+    publish(client, loaded)
+    new = sample[N : N + M]
+    updates = [*new, *(edited(sample[i], i) for i in range(0, 30, 3))]
+    watched = [*loaded.model.ids_[:40], *(a.id for a in new)]
+    states: dict[str, set[tuple[str, ...] | None]] = {i: set() for i in watched}
+    writer = Writer(client, loader(loaded), block_ms=20)
+
+    def record(_: object = None) -> None:
+        index = writer.index
+        assert index is not None
+        for article_id in watched:
+            states[article_id].add(
+                tuple(n for n, _ in index.neighbours(article_id)) if article_id in index else None
+            )
+
+    # VERSION_TTL 0: every request sees the newest seq, the tightest the caches can be.
+    app = create_app({"REDIS_URL": redis_url, "VERSION_TTL": 0, "TESTING": True})
+    stop = threading.Event()
+    seen: list[tuple[str, tuple[str, ...] | None]] = []
+
+    def reader(offset: int) -> None:
+        http = app.test_client()
+        out = []
+        position = offset
+        while not stop.is_set():
+            article_id = watched[position % len(watched)]
+            position += 5
+            response = http.get(f"/v1/articles/{article_id}/related?k=50")
+            if response.status_code == 404:
+                out.append((article_id, None))
+            else:
+                assert response.status_code == 200, response.get_data(as_text=True)
+                out.append((article_id, tuple(i["id"] for i in response.get_json()["items"])))
+        seen.extend(out)
+
+    with writer:
+        writer.sync()
+        record()
+        writer.on_result = record
+        worker = threading.Thread(target=writer.run, args=(stop,))
+        worker.start()
+        threads = [threading.Thread(target=reader, args=(i * 3,)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        try:
+            for article in updates:
+                entry = upd.enqueue_upsert(client, article, by="api")
+                assert upd.wait_applied(client, entry, 10) is not None
+        finally:
+            stop.set()
+            for thread in [*threads, worker]:
+                thread.join(30)
+
+    assert len(seen) > 100
+    assert any(state is not None and i in {a.id for a in new} for i, state in seen)
+    for article_id, state in seen:
+        if state is not None:
+            assert len(state) == len(set(state)), f"duplicate in {article_id}: {state}"
+        else:
+            assert article_id not in set(loaded.model.ids_), f"{article_id} vanished"
+        assert state in states[article_id], f"{article_id}: a list from no single state"
+
+
 def test_a_publish_reconciles_updates_made_after_its_input_was_read(
     client: redis.Redis, sample: list[Article], tmp_path: Path
 ) -> None:
