@@ -1,20 +1,35 @@
 """Offline replay of "Recommended for you" on MIND impressions (no Redis, no Flask).
 
-For each impression whose reader has read at least one corpus article (the MIND ``History``
-column) and then clicked at least one other corpus article, the reader's history is ranked with
-:func:`models.ranking.recommend` -- the function the API runs -- over the whole corpus, and the
-clicked articles are looked for in the list. Baselines on the same impressions: most popular
-(readers whose history holds the article, counted over every impression's history: all MIND
-histories precede the impression log) and random (seeded). Read articles are never
-recommended by any method.
+Two protocols, both ranking with the functions the API runs (:mod:`models.ranking`):
+
+1. **Whole corpus**: for each impression whose reader has read at least one corpus article (the
+   MIND ``History`` column) and then clicked at least one other corpus article, the history is
+   ranked with :func:`models.ranking.recommend` over the whole corpus, and the clicked articles
+   are looked for in the list (hit rate@k, MRR, nDCG@10).
+2. **Impression candidates** (the MIND benchmark's protocol): each impression's own shown
+   articles (``ID-1`` clicked, ``ID-0`` not), restricted to the corpus and to articles not
+   already read, are ordered by each method's score (:func:`models.ranking.score_candidates`
+   for for-you); candidates a method does not score are ordered by its fallback, popularity.
+   Usable when at least one clicked and one unclicked candidate remain (AUC needs both).
+
+Baselines on the same impressions: most popular and random (seeded). Popularity counts, per
+corpus article, the distinct readers with it in their ``History``: MIND histories are the
+clicks *before* the impression log's window (the log covers the days after them), so this uses
+nothing that happens at or after any replayed impression. The same counts feed the for-you
+popularity prior, as trending counts feed it in the API. Read articles are never recommended
+by any method.
+
+For choosing settings honestly, the usable impressions can be split in two halves by a seeded
+shuffle of their ids: choose on ``tune``, report ``test`` (and ``all``, saying so).
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,21 +37,37 @@ import numpy as np
 
 from models.artifact import LoadedModel
 from models.importers.mind import Impression
-from models.ranking import ModelSource, RankingConfig, fill, recommend
+from models.ranking import (
+    ModelSource,
+    RankingConfig,
+    Source,
+    fill,
+    recommend,
+    score_candidates,
+)
 from models.records import Article
 
 DEPTH = 100  # list length for MRR (a click below it counts 0)
 CUTOFFS = (1, 5, 10)
+# Impression lists hold ~3.6 corpus candidates on the MIND sample: hit@1 and hit@3 say more
+# than hit@10 would.
+CANDIDATE_CUTOFFS = (1, 3)
+HALVES = ("all", "tune", "test")
 
 
 @dataclass(frozen=True, slots=True)
 class ReplayCase:
-    """One usable impression: the reader's history, most recent first, and the clicks to find."""
+    """One usable impression: the reader's history, most recent first, and the clicks to find.
+
+    ``shown`` is the impression's candidate list (corpus articles not already read, log order)
+    when it holds both a clicked and an unclicked article, else empty: protocol 2 skips it.
+    """
 
     impression_id: str
     time: datetime
     history: tuple[str, ...]
     clicked: frozenset[str]
+    shown: tuple[str, ...] = ()
 
 
 def replay_cases(
@@ -57,27 +88,54 @@ def replay_cases(
         if clicked:
             counts["with_known_click"] += 1
         if known_history and clicked:
+            shown = tuple(
+                dict.fromkeys(n for n, _ in impression.impressions if n in known and n not in read)
+            )
+            if not any(n in clicked for n in shown) or all(n in clicked for n in shown):
+                shown = ()
             cases.append(
                 ReplayCase(
                     impression.impression_id,
                     datetime.fromisoformat(impression.time),
                     history,
                     clicked,
+                    shown,
                 )
             )
     counts["usable"] = len(cases)
     counts["clicks_to_find"] = sum(len(c.clicked) for c in cases)
+    counts["usable_candidates"] = sum(1 for c in cases if c.shown)
+    counts["candidates"] = sum(len(c.shown) for c in cases)
     return cases, dict(counts)
 
 
-def popularity(impressions: Iterable[Impression], known: Mapping[str, Any]) -> list[str]:
-    """Corpus articles by how many distinct readers have them in their history, then by id."""
+def split_cases(cases: Sequence[ReplayCase], half: str, seed: int = 0) -> list[ReplayCase]:
+    """``all`` the cases, or one half of them (``tune``: the first half, rounded up, of a
+    seeded shuffle of their impression ids; ``test``: the rest). The same seed always splits
+    the same impressions the same way."""
+    if half not in HALVES:
+        raise ValueError(f"half must be one of {', '.join(HALVES)}")
+    if half == "all":
+        return list(cases)
+    ids = sorted({case.impression_id for case in cases})
+    random.Random(seed).shuffle(ids)
+    tune = set(ids[: (len(ids) + 1) // 2])
+    return [case for case in cases if (case.impression_id in tune) == (half == "tune")]
+
+
+def popularity_counts(impressions: Iterable[Impression], known: Mapping[str, Any]) -> Counter[str]:
+    """Corpus article -> how many distinct readers have it in their ``History``."""
     readers: dict[str, set[str]] = {}
     for impression in impressions:
         for article_id in impression.history:
             if article_id in known:
                 readers.setdefault(article_id, set()).add(impression.user_id)
-    counted = {article_id: len(users) for article_id, users in readers.items()}
+    return Counter({article_id: len(users) for article_id, users in readers.items()})
+
+
+def popularity(impressions: Iterable[Impression], known: Mapping[str, Any]) -> list[str]:
+    """Corpus articles by how many distinct readers have them in their history, then by id."""
+    counted = popularity_counts(impressions, known)
     rest = sorted(set(known) - set(counted))
     return sorted(counted, key=lambda a: (-counted[a], a)) + rest
 
@@ -94,10 +152,151 @@ def _metrics(ranked: Sequence[str], clicked: frozenset[str]) -> dict[str, float]
     return out
 
 
-def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+def _ndcg(labels: Sequence[int], k: int) -> float:
+    dcg = sum(y / math.log2(i + 2) for i, y in enumerate(labels[:k]))
+    ideal = sum(1 / math.log2(i + 2) for i in range(min(k, sum(labels))))
+    return dcg / ideal
+
+
+def candidate_metrics(labels: Sequence[int]) -> dict[str, float]:
+    """Metrics of one impression's candidates in ranked order (1: clicked, 0: not).
+
+    MIND's definitions: MRR averages 1/rank over *all* clicks; nDCG with binary gains; AUC the
+    share of (clicked, unclicked) pairs ranked the right way round (the order is strict, so
+    there are no ties).
+    """
+    positives = sum(labels)
+    negatives = len(labels) - positives
+    out = {f"hit@{k}": float(any(labels[:k])) for k in CANDIDATE_CUTOFFS}
+    out["mrr"] = sum(y / (i + 1) for i, y in enumerate(labels)) / positives
+    out["ndcg@5"] = _ndcg(labels, 5)
+    out["ndcg@10"] = _ndcg(labels, 10)
+    # Pairs in order: each unclicked candidate counts the clicked ones still below it.
+    below, correct = positives, 0
+    for y in labels:
+        if y:
+            below -= 1
+        else:
+            correct += below
+    out["auc"] = 1.0 - correct / (positives * negatives)
+    return out
+
+
+def _mean(rows: list[dict[str, float]], names: Sequence[str]) -> dict[str, float]:
     if not rows:
-        return {name: 0.0 for name in [*(f"hit@{k}" for k in CUTOFFS), "mrr", "ndcg@10"]}
-    return {name: float(np.mean([row[name] for row in rows])) for name in rows[0]}
+        return {name: 0.0 for name in names}
+    return {name: float(np.mean([row[name] for row in rows])) for name in names}
+
+
+TABLE_METRICS = (*(f"hit@{k}" for k in CUTOFFS), "mrr", "ndcg@10")
+CANDIDATE_METRICS = (*(f"hit@{k}" for k in CANDIDATE_CUTOFFS), "mrr", "ndcg@5", "ndcg@10", "auc")
+
+
+def evaluate_cases(
+    source: Source[Any],
+    cases: Sequence[ReplayCase],
+    counts: Mapping[str, int],
+    everything: Sequence[str],
+    *,
+    config: RankingConfig,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Both protocols over ``cases``; ``counts``: article id -> popularity (readers).
+
+    ``everything``: every corpus article id (the random baseline's pool).
+    """
+    counts = Counter(counts)  # a missing article counts 0
+    popular = sorted((a for a in counts if counts[a] > 0), key=lambda a: (-counts[a], a))
+    popular += sorted(set(everything) - set(popular))
+    # The prior's input, as the API passes trending: (id, count), most popular first.
+    pairs = [(a, float(counts[a])) for a in popular if counts[a] > 0]
+    plain = replace(config, popularity_weight=0.0)
+    weight = config.popularity_weight
+    rng = random.Random(seed)
+
+    def personal(case: ReplayCase, cfg: RankingConfig) -> list[str]:
+        result = recommend(
+            source, case.history, k=DEPTH, now=case.time, config=cfg, popularity=pairs
+        )
+        return [item.meta.id for item in result.items]
+
+    def served(cfg: RankingConfig) -> Callable[[ReplayCase], list[str]]:
+        def rank(case: ReplayCase) -> list[str]:
+            # As the API answers: ranked items, then the popular fallback to the full depth.
+            chosen = personal(case, cfg)
+            return chosen + fill(chosen, popular, set(case.history), DEPTH)
+
+        return rank
+
+    def most_popular(case: ReplayCase) -> list[str]:
+        return fill([], popular, set(case.history), DEPTH)
+
+    def shuffled(case: ReplayCase) -> list[str]:
+        order = rng.sample(list(everything), len(everything))
+        return fill([], order, set(case.history), DEPTH)
+
+    methods: dict[str, Callable[[ReplayCase], list[str]]] = {}
+    if weight > 0:
+        methods[f"for-you, prior {weight:g} (as served: then popular)"] = served(config)
+    methods["for-you, no prior (as served: then popular)"] = served(plain)
+    methods["for-you, no prior (history only)"] = lambda case: personal(case, plain)
+    methods["most popular"] = most_popular
+    methods[f"random (seed {seed})"] = shuffled
+    rows = []
+    for name, rank in methods.items():
+        scores = [_metrics(rank(case), case.clicked) for case in cases]
+        rows.append({"method": name, **_mean(scores, TABLE_METRICS)})
+
+    # Protocol 2: each impression's shown candidates.
+    def base(case: ReplayCase) -> list[str]:
+        # Ties left by every key below fall to this seeded shuffle, the same for all methods.
+        order = list(case.shown)
+        random.Random(f"{seed}:{case.impression_id}").shuffle(order)
+        return order
+
+    def by_score(cfg: RankingConfig) -> Callable[[ReplayCase], list[str]]:
+        def rank(case: ReplayCase) -> list[str]:
+            order = base(case)
+            scores = dict(
+                zip(
+                    order,
+                    score_candidates(
+                        source, case.history, order, now=case.time, config=cfg, popularity=pairs
+                    ),
+                    strict=True,
+                )
+            )
+            # Unscored candidates (0) come after the scored ones, by the fallback: popularity.
+            return sorted(order, key=lambda a: (-scores[a], -counts[a]))
+
+        return rank
+
+    candidate_methods: dict[str, Callable[[ReplayCase], list[str]]] = {}
+    if weight > 0:
+        candidate_methods[f"for-you, prior {weight:g}"] = by_score(config)
+    candidate_methods["for-you, no prior"] = by_score(plain)
+    candidate_methods["most popular"] = lambda case: sorted(base(case), key=lambda a: -counts[a])
+    candidate_methods[f"random (seed {seed})"] = base
+    shown = [case for case in cases if case.shown]
+    candidate_rows = []
+    for name, rank in candidate_methods.items():
+        scores = [candidate_metrics([int(a in case.clicked) for a in rank(case)]) for case in shown]
+        candidate_rows.append({"method": name, **_mean(scores, CANDIDATE_METRICS)})
+    return {"rows": rows, "candidate_rows": candidate_rows}
+
+
+def model_source(loaded: LoadedModel) -> tuple[ModelSource[Article], dict[str, Article]]:
+    """A ranking source over a loaded model's lists and articles, and the articles by id."""
+    model = loaded.model
+    articles: dict[str, Article] = {a.id: a for a in loaded.articles}
+
+    def neighbours(article_id: str) -> list[tuple[str, float]] | None:
+        return model.neighbours(article_id) if article_id in model.index_ else None
+
+    source: ModelSource[Article] = ModelSource(
+        neighbours, lambda ids: [articles.get(i) for i in ids], lambda i: i in model.index_
+    )
+    return source, articles
 
 
 def evaluate_foryou(
@@ -106,52 +305,30 @@ def evaluate_foryou(
     *,
     config: RankingConfig | None = None,
     seed: int = 0,
+    half: str = "all",
+    split_seed: int = 0,
 ) -> dict[str, Any]:
-    """Hit rate@1/5/10, MRR@100 and nDCG@10 of the ranking and two baselines, same impressions."""
+    """Both protocols for the ranking and two baselines, on the same impressions.
+
+    ``half``/``split_seed``: evaluate on all usable impressions or on one seeded half
+    (:func:`split_cases`); the counts are of the whole log, ``evaluated`` of the half.
+    """
     config = config or RankingConfig()
-    model = loaded.model
-    articles: dict[str, Article] = {a.id: a for a in loaded.articles}
+    source, articles = model_source(loaded)
     cases, counts = replay_cases(impressions, articles)
-    popular = popularity(impressions, articles)
-
-    def neighbours(article_id: str) -> list[tuple[str, float]] | None:
-        return model.neighbours(article_id) if article_id in model.index_ else None
-
-    source: ModelSource[Article] = ModelSource(
-        neighbours, lambda ids: [articles.get(i) for i in ids]
-    )
-    rng = random.Random(seed)
-    everything = list(articles)
-    methods: dict[str, Callable[[ReplayCase], list[str]]] = {}
-
-    def personal(case: ReplayCase) -> list[str]:
-        result = recommend(source, case.history, k=DEPTH, now=case.time, config=config)
-        return [item.meta.id for item in result.items]
-
-    def served(case: ReplayCase) -> list[str]:
-        # As the API answers: personalised items, then the popular fallback to the full depth.
-        chosen = personal(case)
-        return chosen + fill(chosen, popular, set(case.history), DEPTH)
-
-    def most_popular(case: ReplayCase) -> list[str]:
-        return fill([], popular, set(case.history), DEPTH)
-
-    def shuffled(case: ReplayCase) -> list[str]:
-        order = rng.sample(everything, len(everything))
-        return fill([], order, set(case.history), DEPTH)
-
-    methods = {
-        "for-you (as served: history, then popular)": served,
-        "for-you (history only)": personal,
-        "most popular": most_popular,
-        f"random (seed {seed})": shuffled,
-    }
-    rows = []
-    for name, rank in methods.items():
-        scores = [_metrics(rank(case), case.clicked) for case in cases]
-        rows.append({"method": name, **_mean(scores)})
+    chosen = split_cases(cases, half, split_seed)
+    counted = popularity_counts(impressions, articles)
+    tables = evaluate_cases(source, chosen, counted, list(articles), config=config, seed=seed)
     return {
         "counts": counts,
+        "evaluated": {
+            "half": half,
+            "split_seed": split_seed,
+            "usable": len(chosen),
+            "clicks_to_find": sum(len(c.clicked) for c in chosen),
+            "usable_candidates": sum(1 for c in chosen if c.shown),
+            "candidates": sum(len(c.shown) for c in chosen),
+        },
         "corpus": len(articles),
         "depth": DEPTH,
         "config": {
@@ -160,6 +337,8 @@ def evaluate_foryou(
             "diversity": config.diversity,
             "duplicate_threshold": config.duplicate_threshold,
             "max_history": config.max_history,
+            "popularity_weight": config.popularity_weight,
+            "popular_candidates": config.popular_candidates,
         },
-        "rows": rows,
+        **tables,
     }

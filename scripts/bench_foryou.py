@@ -3,13 +3,20 @@
 Usage::
 
     python scripts/bench_foryou.py --model DIR [--duration 15] [--connections 16] [--workers 2]
-        [--threads 1] [--rounds 2] [--rate-duration 10] [--json OUT]
+        [--threads 1] [--rounds 2] [--rate-duration 10] [--events 5000]
+        [--row-cache-size N] [--json OUT]
 
 Reuses scripts/bench_serve.py's machinery: a private redis-server, the model published to it,
 one gunicorn of the API with the repo's ``gunicorn.conf.py`` and ``PROMETHEUS_MULTIPROC_DIR``.
+Before measuring, ``--events`` reader events (article ids drawn Zipf-like, so a few are hot)
+are recorded, so trending exists and every recommendation pays for the popularity prior.
 Per round, alternating: ``wrk`` max throughput on ``/related`` (random article, k=6) and on
 ``/recommendations`` (a random 20-item history of the corpus, k=6; 2,000 pre-drawn histories).
-Then the open-loop fixed-rate generator at half the recommendations max rate.
+Then the open-loop fixed-rate generator at half the recommendations max rate, on
+``/recommendations`` and (for reference: how much of the tail is the machine) on ``/related``
+at the same rate. Server settings
+are the app defaults (both endpoints' per-process caches on) unless ``--row-cache-size`` sets
+``RECS_ROW_CACHE_SIZE`` (0: for-you reads Redis on every request).
 
 Targets: recommendations req/s >= 0.50 x /related req/s; p99 < 20 ms at half that load.
 """
@@ -24,8 +31,11 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 from dataclasses import asdict
 from pathlib import Path
+
+import redis
 
 from scripts.bench_serve import (
     WRK_SCRIPT,
@@ -38,6 +48,7 @@ from scripts.bench_serve import (
     start_redis,
     wait_http,
 )
+from service.history import HistorySettings, record_event
 
 RELATED_PATH = "/v1/articles/{}/related?k=6"
 FORYOU_PATH = "/v1/recommendations?k=6&history={}"
@@ -58,7 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rate-duration", type=float, default=10.0)
-    parser.add_argument("--rate-threads", type=int, default=16)
+    parser.add_argument(
+        "--rate-connections", type=int, default=16, help="Sockets of the fixed-rate generator."
+    )
+    parser.add_argument(
+        "--events", type=int, default=5000, help="Trending events recorded before measuring."
+    )
+    parser.add_argument(
+        "--row-cache-size", type=int, help="RECS_ROW_CACHE_SIZE of the server (default: app's)."
+    )
     parser.add_argument("--json", type=Path, help="Also write the raw figures here.")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -74,6 +93,17 @@ def main(argv: list[str] | None = None) -> int:
             procs.stop_all()
 
 
+def record_events(client: redis.Redis, ids: list[str], count: int) -> None:
+    """``count`` view events now, ids drawn Zipf-like (weight 1 / rank) from a shuffled corpus."""
+    rng = random.Random(5)
+    ranked = rng.sample(ids, len(ids))
+    weights = [1.0 / rank for rank in range(1, len(ranked) + 1)]
+    settings = HistorySettings()
+    now = time.time()
+    for article_id in rng.choices(ranked, weights=weights, k=count):
+        record_event(client, article_id, None, now, settings)
+
+
 def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
     redis_url, client = start_redis(procs, work)
     ids = publish_model(client, args.model)
@@ -85,12 +115,19 @@ def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
     script = work / "random.lua"
     script.write_text(WRK_SCRIPT)
 
+    record_events(client, ids, args.events)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECS_", "BENCH_"))}
     env.update(RECS_REDIS_URL=redis_url, RECS_LOG_LEVEL="warning")
+    if args.row_cache_size is not None:
+        env["RECS_ROW_CACHE_SIZE"] = str(args.row_cache_size)
     env["PROMETHEUS_MULTIPROC_DIR"] = str(work / "prom")
     base, process = start_gunicorn(procs, "service:create_app()", env, args, work / "api.log")
     wait_http(base + "/readyz", process)
-    print(f"server up: {base}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"server up: {base}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f};"
+        f" {args.events:,} trending events; row cache"
+        f" {'default' if args.row_cache_size is None else args.row_cache_size}"
+    )
     for path, file in ((RELATED_PATH, id_file), (FORYOU_PATH, history_file)):
         run_wrk(base, path, file, script, args, 3)  # warm-up
 
@@ -106,7 +143,11 @@ def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
     foryou_rps = statistics.median(r.rps for r in foryou)
     rate = foryou_rps / 2
     fixed = run_fixed_rate(
-        base, FORYOU_PATH, histories, rate, args.rate_duration, args.rate_threads
+        base, FORYOU_PATH, histories, rate, args.rate_duration, args.rate_connections
+    )
+    # The same open loop on /related: how much of the tail is the machine, not for-you.
+    reference = run_fixed_rate(
+        base, RELATED_PATH, ids, rate, args.rate_duration, args.rate_connections
     )
     ratio = foryou_rps / related_rps
     ok_ratio, ok_p99 = ratio >= TARGET_RATIO, fixed.p99_ms < TARGET_P99_MS
@@ -130,6 +171,10 @@ def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
         f" p99 {fixed.p99_ms:.2f} ms, max {fixed.max_ms:.1f} ms, {fixed.errors} errors"
         f" (target p99 < {TARGET_P99_MS:g} ms): {'pass' if ok_p99 else 'FAIL'}"
     )
+    print(
+        f"reference, /related at the same fixed rate: p50 {reference.p50_ms:.2f} ms,"
+        f" p99 {reference.p99_ms:.2f} ms, max {reference.max_ms:.1f} ms, {reference.errors} errors"
+    )
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -137,8 +182,11 @@ def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
                     "related": [asdict(r) for r in related],
                     "foryou": [asdict(r) for r in foryou],
                     "fixed_rate": asdict(fixed),
+                    "fixed_rate_related": asdict(reference),
                     "ratio": ratio,
                     "load": os.getloadavg()[0],
+                    "events": args.events,
+                    "row_cache_size": args.row_cache_size,
                 },
                 indent=2,
             )

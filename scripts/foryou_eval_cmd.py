@@ -10,32 +10,106 @@ from typing import Any
 import click
 
 from models.artifact import ArtifactError, load_model
-from models.foryou_evaluation import evaluate_foryou
+from models.foryou_evaluation import (
+    CANDIDATE_METRICS,
+    HALVES,
+    TABLE_METRICS,
+    evaluate_foryou,
+)
 from models.importers import read_mind_behaviors
 from models.ranking import RankingConfig
 from models.records import CorpusError, RecordError
 from scripts.common import CliError, model_option
 
-METRICS = ("hit@1", "hit@5", "hit@10", "mrr", "ndcg@10")
+
+def _table(rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> list[str]:
+    lines = ["| method | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
+    for row in rows:
+        lines.append(f"| {row['method']} | " + " | ".join(f"{row[m]:.4f}" for m in metrics) + " |")
+    return lines
+
+
+def _half(report: dict[str, Any]) -> str:
+    evaluated = report["evaluated"]
+    if evaluated["half"] == "all":
+        return "all usable impressions"
+    return f"the {evaluated['half']} half (split seed {evaluated['split_seed']})"
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """The report as a Markdown table with the sample counts above it."""
-    counts = report["counts"]
+    """Both protocols as Markdown tables with the sample counts above each."""
+    counts, evaluated = report["counts"], report["evaluated"]
     lines = [
         f"impressions {counts['impressions']:,}; with a history article in the corpus"
         f" {counts.get('with_known_history', 0):,}; with a clicked corpus article not already"
         f" read {counts.get('with_known_click', 0):,}; usable (both) {counts['usable']:,}"
         f" ({counts.get('clicks_to_find', 0):,} clicks to find) in a corpus of"
-        f" {report['corpus']:,} articles",
+        f" {report['corpus']:,} articles; popularity prior weight"
+        f" {report['config']['popularity_weight']:g}",
         "",
-        "| method | " + " | ".join(METRICS) + " |",
-        "|---|" + "---:|" * len(METRICS),
+        f"Whole corpus, {_half(report)}: {evaluated['usable']:,} impressions"
+        f" ({evaluated['clicks_to_find']:,} clicks)",
+        "",
+        *_table(report["rows"], TABLE_METRICS),
+        "",
+        f"MRR counts a click below rank {report['depth']} as 0.",
+        "",
+        f"Impression candidates, {_half(report)}: {evaluated['usable_candidates']:,} impressions"
+        f" with a clicked and an unclicked corpus candidate ({evaluated['candidates']:,}"
+        " candidates)",
+        "",
+        *_table(report["candidate_rows"], CANDIDATE_METRICS),
+        "",
+        "MRR here is MIND's: 1/rank averaged over every click of the impression.",
     ]
-    for row in report["rows"]:
-        lines.append(f"| {row['method']} | " + " | ".join(f"{row[m]:.4f}" for m in METRICS) + " |")
-    lines += ["", f"MRR counts a click below rank {report['depth']} as 0."]
     return "\n".join(lines)
+
+
+def format_sweep(reports: list[dict[str, Any]]) -> str:
+    """One line per weight: the for-you row of both protocols (the first row: with the prior
+    when the weight is above 0), most popular's for reference."""
+    first = reports[0]
+    popular = {r["method"]: r for r in first["rows"]}["most popular"]
+    popular_c = {r["method"]: r for r in first["candidate_rows"]}["most popular"]
+    lines = [
+        f"Popularity weight sweep on {_half(first)}: {first['evaluated']['usable']:,} impressions"
+        f" (whole corpus), {first['evaluated']['usable_candidates']:,} (candidates)",
+        "",
+        "| weight | hit@10 | mrr | candidates auc | candidates mrr |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for report in reports:
+        row = report["rows"][0]
+        cand = report["candidate_rows"][0]
+        lines.append(
+            f"| {report['config']['popularity_weight']:g} | {row['hit@10']:.4f} |"
+            f" {row['mrr']:.4f} | {cand['auc']:.4f} | {cand['mrr']:.4f} |"
+        )
+    lines.append(
+        f"| most popular | {popular['hit@10']:.4f} | {popular['mrr']:.4f} |"
+        f" {popular_c['auc']:.4f} | {popular_c['mrr']:.4f} |"
+    )
+    # The smallest weight among the best: as little popularity as reaches that hit rate (MRR
+    # differences between such weights are a rank or two on a few dozen impressions).
+    best = max(reports, key=lambda r: (r["rows"][0]["hit@10"], -r["config"]["popularity_weight"]))
+    lines += [
+        "",
+        f"best hit@10, smallest weight among ties: {best['config']['popularity_weight']:g}"
+        " (choose on the tune half, report the test half)",
+    ]
+    return "\n".join(lines)
+
+
+def _weights(value: str | None) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        weights = [float(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter("a comma-separated list of numbers") from None
+    if not weights or any(not 0 <= w <= 1000 for w in weights):
+        raise click.BadParameter("weights from 0 to 1000")
+    return weights
 
 
 @click.command("evaluate-foryou")
@@ -56,6 +130,33 @@ def format_report(report: dict[str, Any]) -> str:
 @click.option(
     "--diversity", type=click.FloatRange(0, 0.99), default=None, help="MMR trade-off [0.3]."
 )
+@click.option(
+    "--popularity-weight",
+    type=click.FloatRange(0, 1000),
+    default=None,
+    help=f"Popularity prior weight [{RankingConfig().popularity_weight:g}, the API default].",
+)
+@click.option(
+    "--popular-candidates",
+    type=click.IntRange(0, 10_000),
+    default=None,
+    help=f"Most popular articles given the prior [{RankingConfig().popular_candidates}].",
+)
+@click.option(
+    "--half",
+    type=click.Choice(HALVES),
+    default="all",
+    show_default=True,
+    help="Evaluate all usable impressions, or one half of a seeded split (tune on 'tune',"
+    " report 'test').",
+)
+@click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the split.")
+@click.option(
+    "--sweep",
+    metavar="W,W,...",
+    default=None,
+    help="Evaluate each popularity weight on --half and print one line per weight.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def evaluate_foryou_cmd(
     model_dir: Path,
@@ -63,9 +164,16 @@ def evaluate_foryou_cmd(
     seed: int,
     history_half_life: float | None,
     diversity: float | None,
+    popularity_weight: float | None,
+    popular_candidates: int | None,
+    half: str,
+    split_seed: int,
+    sweep: str | None,
     as_json: bool,
 ) -> None:
-    """Hit rate, MRR and nDCG@10 of clicked articles, against most-popular and random."""
+    """Hit rate, MRR and nDCG of clicked articles (whole corpus, and each impression's own
+    candidates with AUC), against most-popular and random."""
+    weights = _weights(sweep)
     try:
         loaded = load_model(model_dir)
     except (ArtifactError, ValueError, OSError) as exc:
@@ -79,10 +187,26 @@ def evaluate_foryou_cmd(
         config = replace(config, history_half_life=history_half_life)
     if diversity is not None:
         config = replace(config, diversity=diversity)
-    report = evaluate_foryou(loaded, impressions, config=config, seed=seed)
-    if report["counts"]["usable"] == 0:
+    if popularity_weight is not None:
+        config = replace(config, popularity_weight=popularity_weight)
+    if popular_candidates is not None:
+        config = replace(config, popular_candidates=popular_candidates)
+
+    def run(cfg: RankingConfig) -> dict[str, Any]:
+        return evaluate_foryou(
+            loaded, impressions, config=cfg, seed=seed, half=half, split_seed=split_seed
+        )
+
+    configs = [replace(config, popularity_weight=w) for w in weights] if weights else [config]
+    reports = [run(cfg) for cfg in configs]
+    if reports[0]["evaluated"]["usable"] == 0:
         raise CliError(
             f"{behaviors}: no impression has both a history article and a clicked article in"
             " the model's corpus; nothing to evaluate"
         )
-    click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+    if as_json:
+        click.echo(json.dumps(reports if weights else reports[0], indent=2))
+    elif weights:
+        click.echo(format_sweep(reports))
+    else:
+        click.echo(format_report(reports[0]))

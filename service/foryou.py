@@ -23,7 +23,7 @@ from models.records import ID_PATTERN
 from service import history as history_store
 from service.auth import admin_required
 from service.errors import ApiError, BadRequest, ServiceUnavailable
-from service.foryou_source import RedisSource, store_source
+from service.foryou_source import RedisSource, RowCaches, latest_ids, store_source
 from service.history import HistorySettings, TrendingCache
 from service.related import tags_with_keys
 from service.resilience import serve_stale_on_failure
@@ -50,6 +50,15 @@ DEFAULTS: dict[str, Any] = {
     "DUPLICATE_THRESHOLD": 0.8,
     "MAX_CANDIDATES": 500,
     "MAX_BODY_BYTES": 16_384,
+    # Popularity prior (docs/recommendations.md): a candidate gains POPULARITY_WEIGHT x its
+    # trending count / the top count; the POPULAR_CANDIDATES most trending articles compete
+    # with the history's neighbours. 0: the personal score alone. 0.6: chosen on the MIND
+    # replay's tune half (docs/evaluation.md), where it ties most-popular.
+    "POPULARITY_WEIGHT": 0.6,
+    "POPULAR_CANDIDATES": 100,
+    # Rows (id -> row, neighbour list, metadata) kept per process in Redis mode for the live
+    # (version, seq); ~1.1 KB each on Reuters (0: none; then a request makes two Redis reads).
+    "ROW_CACHE_SIZE": 32_768,
 }
 
 MAX_EXCLUDE = 100
@@ -82,6 +91,7 @@ class ForYouState:
     ranking: RankingConfig
     history: HistorySettings
     trending: TrendingCache
+    rows: RowCaches
     max_body: int
     events: Counter
     served: Counter
@@ -246,7 +256,9 @@ def _render(
     because: Sequence[str] = (),
     history: Mapping[str, ArticleMeta] | None = None,
 ) -> dict[str, Any]:
-    contributors = [history[h] for h in because if history and h in history]
+    # `is not None`, not truthiness: the history mapping decodes lazily, and len() would
+    # decode every item of it.
+    contributors = [history[h] for h in because if history is not None and h in history]
     return {
         "id": meta.id,
         "title": meta.title,
@@ -290,7 +302,7 @@ def _fill(
 def _latest(store: Store, version: str, section: str | None, limit: int) -> list[str]:
     client = _redis(store)
     if client is not None:
-        return RedisSource(client, version).latest(section, limit)
+        return latest_ids(client, version, section, limit)
     inner = getattr(store, "inner", store)
     latest = getattr(inner, "latest", None)  # LocalStore computes it from the model
     return list(latest(version, section, limit)) if latest is not None else []
@@ -322,14 +334,19 @@ def recommendations() -> Response:
     history = history or []
     now = _now()
     if client is not None:
+        # Trending counts are cached per process: the prior costs no Redis read most of the time.
+        popular = (
+            state.trending.get(client, now.timestamp()) if state.ranking.popularity_weight else []
+        )
         result = recommend(
-            RedisSource(client, info.version),
+            RedisSource(client, info, state.rows.get(info)),
             history,
             k=query.k,
             now=now,
             config=state.ranking,
             exclude=query.exclude,
             section=query.section,
+            popularity=popular,
         )
     else:
         result = recommend(
@@ -344,19 +361,24 @@ def recommendations() -> Response:
     items = [_item(rec, result.history) for rec in result.items]
     blocked = set(result.read) | set(query.exclude)
     if len(items) < query.k and client is not None:
-        trending = state.trending.get(client, now.timestamp())
+        trending = [article_id for article_id, _ in state.trending.get(client, now.timestamp())]
         _fill(store, info.version, trending, items, blocked, query.section, query.k, "trending")
     if len(items) < query.k:
         limit = query.k + len(blocked) + len(items)
         latest = _latest(store, info.version, query.section, limit)
         _fill(store, info.version, latest, items, blocked, query.section, query.k, "latest")
+    served: dict[str, int] = {}
     for item in items:
-        state.served.labels(item["source"]).inc()
+        served[item["source"]] = served.get(item["source"], 0) + 1
+    for source, count in served.items():
+        state.served.labels(source).inc(count)  # one metric write per source, not per item
     return _json({"model_version": info.version, "items": items, "ignored": result.ignored})
 
 
 def _item(rec: Recommendation[ArticleMeta], history: Mapping[str, ArticleMeta]) -> dict[str, Any]:
-    return _render(rec.meta, rec.score, "history", rec.because, history)
+    # No history item lists it: it is ranked for its popularity prior alone.
+    source = "history" if rec.because else "trending"
+    return _render(rec.meta, rec.score, source, rec.because, history)
 
 
 @bp.post("/v1/events")
@@ -445,6 +467,8 @@ def _settings(config: Mapping[str, Any]) -> tuple[RankingConfig, HistorySettings
             duplicate_threshold=_number(config, "DUPLICATE_THRESHOLD", 0.01, 1),
             max_history=history_max,
             max_candidates=int(_number(config, "MAX_CANDIDATES", 1, 10_000)),
+            popularity_weight=_number(config, "POPULARITY_WEIGHT", 0, 1000),
+            popular_candidates=int(_number(config, "POPULAR_CANDIDATES", 0, 500)),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -468,6 +492,7 @@ def init_app(app: Flask) -> None:
         ranking=ranking,
         history=settings,
         trending=TrendingCache(settings),
+        rows=RowCaches(int(_number(app.config, "ROW_CACHE_SIZE", 0, 10_000_000))),
         max_body=int(_number(app.config, "MAX_BODY_BYTES", 256, 10_000_000)),
         events=Counter(
             "recs_events",

@@ -87,16 +87,20 @@ def trending_weights(now: float, settings: HistorySettings) -> dict[str, float]:
     }
 
 
-def compute_trending(client: redis.Redis, now: float, settings: HistorySettings) -> list[str]:
-    """Most viewed article ids in the window, time-decayed, best first (ties by id)."""
+def compute_trending(
+    client: redis.Redis, now: float, settings: HistorySettings
+) -> list[tuple[str, float]]:
+    """Most viewed article ids in the window with their time-decayed counts, best first (ties
+    by id)."""
     raw = call(lambda: client.zunion(trending_weights(now, settings), withscores=True))
     pairs = [(item.decode() if isinstance(item, bytes) else str(item), float(s)) for item, s in raw]
     pairs.sort(key=lambda pair: (-pair[1], pair[0]))
-    return [item for item, _ in pairs[:TRENDING_LIMIT]]
+    return pairs[:TRENDING_LIMIT]
 
 
 class TrendingCache:
-    """Trending ids, recomputed at most every ``settings.cache_seconds`` per process."""
+    """Trending (id, count) pairs, recomputed at most every ``settings.cache_seconds`` per
+    process: the fallback reads the ids, the popularity prior the counts too."""
 
     def __init__(
         self, settings: HistorySettings, clock: Callable[[], float] = time.monotonic
@@ -104,10 +108,10 @@ class TrendingCache:
         self.settings = settings
         self._clock = clock
         self._lock = threading.Lock()
-        self._value: list[str] = []
+        self._value: list[tuple[str, float]] = []
         self._expires = -math.inf
 
-    def get(self, client: redis.Redis, now: float) -> list[str]:
+    def get(self, client: redis.Redis, now: float) -> list[tuple[str, float]]:
         """The cached list, or a fresh one when it is older than the cache time."""
         moment = self._clock()
         if moment < self._expires:

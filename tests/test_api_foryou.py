@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 import pytest
 import redis
 from flask import Flask
@@ -232,8 +234,13 @@ def test_always_k_and_never_a_repeat(
         ):
             body = client.post(URL, json=query).get_json()
             check_box(body, 50, query["history"])  # type: ignore[arg-type]
-            sources = [item["source"] for item in body["items"]]
-            order = {"history": 0, "trending": 1, "latest": 2}
+            # Ranked items first (history, or trending through the popularity prior, with a
+            # score), then the fallbacks (score 0): trending, then latest.
+            ranked = [item for item in body["items"] if item["score"] > 0]
+            assert body["items"][: len(ranked)] == ranked
+            assert {item["source"] for item in ranked} <= {"history", "trending"}
+            sources = [item["source"] for item in body["items"][len(ranked) :]]
+            order = {"trending": 1, "latest": 2}
             assert sources == sorted(sources, key=order.__getitem__)
 
 
@@ -332,3 +339,117 @@ def test_oversized_and_malformed_bodies(embedded: Flask) -> None:
     assert response.status_code == 200
     small = embedded_app(Path(embedded.config["MODEL_DIR"]), MAX_BODY_BYTES=300).test_client()
     assert small.post(URL, json={"history": ["a" * 100] * 5}).status_code == 413
+
+
+# ------------------------------------------------------------------------------- popularity prior
+HAND = "20261128T000000Z-hand"
+# Scores that are multiples of 0.2 survive the uint16 storage exactly (65535 = 5 x 13107).
+HAND_LISTS = {"h": [("a", 0.8), ("b", 0.6), ("c", 0.2)]}
+HAND_IDS = ["h", "a", "b", "c", "p", "q", "z"]
+
+
+def write_hand_version(client: redis.Redis, lists: dict[str, list[tuple[str, float]]]) -> None:
+    """A version written key by key: ``lists`` as the neighbour lists, every article dated."""
+    rows = {article_id: row for row, article_id in enumerate(HAND_IDS)}
+    client.hset(keys.index_key(HAND), mapping=rows)  # type: ignore[arg-type]
+    for article_id, row in rows.items():
+        found = lists.get(article_id, [])
+        client.set(
+            keys.neighbours_key(HAND, row),
+            keys.encode_neighbours(
+                np.array([rows[n] for n, _ in found], dtype=np.int32),
+                np.array([s for _, s in found], dtype=np.float64),
+            ),
+        )
+        published = f"1987-03-{10 + row:02d}T00:00:00Z"
+        client.set(
+            keys.meta_key(HAND, row),
+            keys.encode_meta(article_id, f"t {article_id}", "", "news", published, "", [], []),
+        )
+        client.zadd(keys.latest_key(HAND), {article_id: published_timestamp(published)})
+    client.hset(
+        keys.info_key(HAND),
+        mapping={"version": HAND, "built_at": "1987-03-20T00:00:00Z", "articles": 7, "k": 3},
+    )
+    client.set(keys.CURRENT, HAND)
+
+
+def hand_app(url: str, **config: Any) -> FlaskClient:
+    settings = {
+        "TRENDING_CACHE_SECONDS": 0,
+        "VERSION_TTL": 0,
+        "FRESHNESS_HALF_LIFE_HOURS": 0,
+        "DIVERSITY": 0,
+    }
+    settings.update(config)
+    return redis_app(url, **settings).test_client()
+
+
+def test_popularity_prior_from_trending_hand_computed(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    write_hand_version(redis_client, HAND_LISTS)
+    client = hand_app(redis_url, POPULARITY_WEIGHT=0.5)
+    for article_id, count in (("p", 4), ("q", 2), ("a", 1)):
+        for _ in range(count):
+            assert client.post("/v1/events", json={"article_id": article_id}).status_code == 202
+    # Trending counts p 4, q 2, a 1 (all this hour), over the top count: 1, 0.5, 0.25.
+    # a = 0.8 + 0.5 * 0.25 = 0.925, b = 0.6, p = 0.5, q = 0.25, c = 0.2; then latest (z, newest).
+    body = client.get(URL, query_string={"history": "h", "k": 6}).get_json()
+    validate(body)
+    assert ids(body) == ["a", "b", "p", "q", "c", "z"]
+    assert [item["score"] for item in body["items"]] == [0.925, 0.6, 0.5, 0.25, 0.2, 0.0]
+    assert [item["source"] for item in body["items"]] == [
+        "history",
+        "history",
+        "trending",
+        "trending",
+        "history",
+        "latest",
+    ]
+    assert [item["because"] for item in body["items"]] == [["h"], ["h"], [], [], ["h"], []]
+    # Weight 0: the personal ranking alone; trending only fills, in trending order, score 0.
+    off = hand_app(redis_url, POPULARITY_WEIGHT=0).get(URL, query_string={"history": "h", "k": 6})
+    assert ids(off.get_json()) == ["a", "b", "c", "p", "q", "z"]
+    assert [i["score"] for i in off.get_json()["items"]] == [0.8, 0.6, 0.2, 0.0, 0.0, 0.0]
+    # A reader with no known history gets the fallbacks only, as before: no prior ranking.
+    cold = client.get(URL, query_string={"history": "nobody", "k": 3}).get_json()
+    assert ids(cold) == ["p", "q", "a"]
+    assert {item["score"] for item in cold["items"]} == {0.0}
+
+
+def test_row_cache_is_dropped_when_the_seq_moves(redis_url: str, redis_client: redis.Redis) -> None:
+    write_hand_version(redis_client, HAND_LISTS)
+    client = hand_app(redis_url)
+    query = {"history": "h", "k": 3}
+    assert ids(client.get(URL, query_string=query).get_json()) == ["a", "b", "c"]
+    # Rewrite h's list in place, as an incremental update does, before its seq is bumped: the
+    # process still ranks with the list it read (cached for this version and seq) ...
+    changed = {"h": [("c", 1.0), ("b", 0.6), ("a", 0.2)]}
+    write_hand_version(redis_client, changed)
+    assert ids(client.get(URL, query_string=query).get_json()) == ["a", "b", "c"]
+    # ... and reads it again once the update's seq is seen.
+    redis_client.hincrby(keys.info_key(HAND), "seq", 1)
+    assert ids(client.get(URL, query_string=query).get_json()) == ["c", "b", "a"]
+    # Without the cache every request reads Redis.
+    assert ids(hand_app(redis_url, ROW_CACHE_SIZE=0).get(URL, query_string=query).get_json()) == [
+        "c",
+        "b",
+        "a",
+    ]
+
+
+def test_row_cache_size_never_changes_an_answer(published: str, loaded: LoadedModel) -> None:
+    rng = random.Random(3)
+    articles = [a.id for a in loaded.articles]
+    queries = [
+        {"history": rng.sample(articles, n), "k": k}
+        for n, k in ((1, 6), (5, 10), (20, 6), (50, 50), (3, 6))
+    ]
+    answers = {}
+    for size in (0, 1, 50, 32_768):
+        client = redis_app(published, ROW_CACHE_SIZE=size, TRENDING_CACHE_SECONDS=0).test_client()
+        # Twice: the second pass reads through whatever the first left cached.
+        answers[size] = [client.post(URL, json=q).get_json() for q in queries * 2]
+    assert answers[1] == answers[0] and answers[50] == answers[0] and answers[32_768] == answers[0]
+    assert answers[0][: len(queries)] == answers[0][len(queries) :]

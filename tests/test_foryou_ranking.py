@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,11 +18,13 @@ from models.ranking import (
     neighbour_similarity,
     recency_weight,
     recommend,
+    score_candidates,
 )
 from tests.conftest import TEST_DATA
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-# Relevance only: no freshness, no diversity, so the expected order is the hand-computed sum.
+# Relevance only: no freshness, no diversity, so the expected order is the hand-computed sum
+# (the popularity prior acts only when a test passes popularity counts).
 PLAIN = RankingConfig(
     history_half_life=1.0, freshness_half_life_hours=0, diversity=0.0, duplicate_threshold=1.0
 )
@@ -43,7 +45,9 @@ def source(
         known.setdefault(key, Meta(key))
         for other, _ in neighbours:
             known.setdefault(other, Meta(other))
-    return ModelSource(lambda i: lists.get(i), lambda ids: [known.get(i) for i in ids])
+    return ModelSource(
+        lambda i: lists.get(i), lambda ids: [known.get(i) for i in ids], known.__contains__
+    )
 
 
 def ranked(result: object) -> list[str]:
@@ -200,6 +204,65 @@ def test_nothing_dated_means_no_freshness_effect() -> None:
     assert factors == [1.0, 1.0]
 
 
+# ------------------------------------------------------------------------------- popularity
+# h0 lists a 0.8, b 0.6, c 0.2; p and q are popular but nobody's neighbour.
+PRIOR_LISTS = {"h0": [("a", 0.8), ("b", 0.6), ("c", 0.2)], "p": [], "q": [], "gone": []}
+POPULAR = [("p", 4.0), ("q", 2.0), ("a", 1.0), ("nowhere", 0.5)]
+
+
+def test_popularity_prior_hand_computed() -> None:
+    # Weight 0.5, popularity / top (4): a = 0.8 + 0.5 * 0.25 = 0.925, b = 0.6, p = 0.5,
+    # q = 0.25, c = 0.2. The unknown "nowhere" is ignored.
+    config = replace(PLAIN, popularity_weight=0.5)
+    result = recommend(source(PRIOR_LISTS), ["h0"], k=6, now=NOW, config=config, popularity=POPULAR)
+    assert ranked(result) == ["a", "b", "p", "q", "c"]
+    assert [round(item.score, 6) for item in result.items] == [0.925, 0.6, 0.5, 0.25, 0.2]
+    # Popular-only items have no history item to explain them.
+    assert [item.because for item in result.items] == [("h0",), ("h0",), (), (), ("h0",)]
+
+
+def test_popularity_prior_off_cut_read_and_cold() -> None:
+    # Weight 0 (or no counts): the personal score alone, popular items never join.
+    off = replace(PLAIN, popularity_weight=0.0)
+    for config, popularity in ((off, POPULAR), (replace(PLAIN, popularity_weight=0.5), [])):
+        result = recommend(
+            source(PRIOR_LISTS), ["h0"], k=6, now=NOW, config=config, popularity=popularity
+        )
+        assert ranked(result) == ["a", "b", "c"]
+    # Only the first popular_candidates popular articles get the prior (p, not q nor a).
+    config = replace(PLAIN, popularity_weight=0.5, popular_candidates=1)
+    result = recommend(source(PRIOR_LISTS), ["h0"], k=6, now=NOW, config=config, popularity=POPULAR)
+    assert ranked(result) == ["a", "b", "p", "c"]
+    assert round(result.items[0].score, 6) == 0.8
+    # A popular article already read is never recommended; the top count still normalises.
+    config = replace(PLAIN, popularity_weight=0.5)
+    result = recommend(
+        source(PRIOR_LISTS), ["h0", "p"], k=6, now=NOW, config=config, popularity=POPULAR
+    )
+    assert "p" not in ranked(result)
+    assert round(result.items[0].score, 6) == 0.925
+    # Nothing known of the reader: no ranked items, the caller's fallbacks fill the box.
+    for history in ([], ["unknown"]):
+        result = recommend(
+            source(PRIOR_LISTS), history, k=6, now=NOW, config=config, popularity=POPULAR
+        )
+        assert result.items == []
+
+
+def test_score_candidates_is_the_ranking_score() -> None:
+    config = replace(PLAIN, popularity_weight=0.5)
+    scores = score_candidates(
+        source(PRIOR_LISTS),
+        ["h0"],
+        ["c", "q", "h0", "unknown", "gone", "a"],
+        now=NOW,
+        config=config,
+        popularity=POPULAR,
+    )
+    # Read (h0), unknown and unscored ("gone": known, nobody lists it, not popular) are 0.
+    assert [round(s, 6) for s in scores] == [0.2, 0.25, 0.0, 0.0, 0.0, 0.925]
+
+
 def test_fill_appends_without_repeats_or_blocked() -> None:
     assert fill(["a"], ["a", "b", "r", "b", "c", "d"], {"r"}, 3) == ["b", "c"]
     assert fill(["a", "b"], ["c"], set(), 2) == []
@@ -266,8 +329,11 @@ def test_replay_ranks_with_the_api_function_against_baselines(tmp_path: Path) ->
 
     report = evaluate_foryou(loaded, impressions, seed=3)
     rows = {row["method"].split(" (")[0]: row for row in report["rows"]}
-    served = report["rows"][0]
+    # Without the prior: the default one (0.6) lifts the article five readers have read above
+    # the history's neighbour, as it should.
+    served = next(r for r in report["rows"] if r["method"].startswith("for-you, no prior (as"))
     assert served["hit@1"] == 1.0 and served["mrr"] == 1.0
+    assert report["rows"][0]["method"].startswith("for-you, prior 0.6")
     assert rows["most popular"]["hit@1"] == 0.0
     assert report == evaluate_foryou(loaded, impressions, seed=3)  # seeded: reproducible
 
