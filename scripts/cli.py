@@ -17,6 +17,7 @@ from models.records import CorpusError, read_articles
 from models.tags import load_aliases
 from scripts.common import (
     CliError,
+    articles_option,
     config_file_option,
     model_option,
     on_error_option,
@@ -134,14 +135,7 @@ def train_model(
 
 
 @cli.command()
-@click.option(
-    "--articles",
-    "article_files",
-    required=True,
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="Article file (.jsonl or .csv); repeat for several.",
-)
+@articles_option("Article file (.jsonl or .csv); repeat for several.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Model directory.")
 @click.option(
     "--k", type=click.IntRange(1, 1000), default=None, help="Neighbours per article [50]."

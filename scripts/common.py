@@ -53,6 +53,18 @@ tag_aliases_option = click.option(
 )
 
 
+def articles_option(help_text: str) -> Any:
+    """``--articles FILE`` (repeatable, required) with a command-specific help text."""
+    return click.option(
+        "--articles",
+        "article_files",
+        required=True,
+        multiple=True,
+        type=click.Path(path_type=Path),
+        help=help_text,
+    )
+
+
 def on_error_option(help_text: str) -> Any:
     """``--on-error fail|skip`` with a command-specific help text."""
     return click.option(

@@ -27,6 +27,7 @@ from scripts.common import (
     EXIT_REFUSED,
     EXIT_UNAVAILABLE,
     CliError,
+    articles_option,
     config_file_option,
     on_error_option,
     tag_aliases_option,
@@ -292,14 +293,7 @@ class Summary(click.ClickException):
 
 
 @click.command("retrain")
-@click.option(
-    "--articles",
-    "article_files",
-    required=True,
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="Article export (.jsonl or .csv); repeat for several.",
-)
+@articles_option("Article export (.jsonl or .csv); repeat for several.")
 @click.option(
     "--model-root",
     required=True,

@@ -32,6 +32,7 @@ from scripts.common import (
     EXIT_REFUSED,
     EXIT_UNAVAILABLE,
     CliError,
+    articles_option,
     on_error_option,
 )
 from scripts.publish_cmd import connect, redact
@@ -312,14 +313,7 @@ def _report(outcome: Outcome, as_json: bool) -> None:
 
 
 @click.command("upsert")
-@click.option(
-    "--articles",
-    "article_files",
-    required=True,
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="Article file (.jsonl or .csv), new or edited articles; repeat for several.",
-)
+@articles_option("Article file (.jsonl or .csv), new or edited articles; repeat for several.")
 @model_dir_option
 @model_root_option
 @optional_redis_option

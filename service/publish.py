@@ -176,17 +176,22 @@ def list_versions(client: redis.Redis, *, drift_threshold: float | None = None) 
 # The lock: one publish / rollback at a time, so a sweep never deletes a live writer's keys.
 
 
+# Token locks (this one and the update writer's, service/writer.py): only the holder of the
+# token may extend or delete the lock, checked and done in one step on the server.
+LOCK_RELEASE_LUA = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
+LOCK_REFRESH_LUA = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+)
+
+
 class _Lock:
     """A Redis lock with a token, refreshed while held, released only by its owner."""
 
-    _RELEASE = (
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
-        "return 0"
-    )
-    _REFRESH = (
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-        "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
-    )
+    _RELEASE = LOCK_RELEASE_LUA
+    _REFRESH = LOCK_REFRESH_LUA
 
     def __init__(self, client: redis.Redis, ttl_ms: int = LOCK_TTL_MS) -> None:
         self.client = client

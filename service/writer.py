@@ -32,6 +32,8 @@ from models.ranking import published_timestamp
 from models.records import Article, RecordError, article_from_mapping, validate_id
 from service import keys
 from service.publish import (
+    LOCK_REFRESH_LUA,
+    LOCK_RELEASE_LUA,
     RETRIES,
     RETRY_BASE_DELAY,
     TRANSIENT,
@@ -123,14 +125,8 @@ def parse_entry(entry_id: str, fields: Mapping[Any, Any]) -> Entry:
 class WriterLock:
     """The update writer's lock: a token under SET NX PX, refreshed by a thread while held."""
 
-    _RELEASE = (
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
-        "return 0"
-    )
-    _REFRESH = (
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-        "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
-    )
+    _RELEASE = LOCK_RELEASE_LUA
+    _REFRESH = LOCK_REFRESH_LUA
 
     def __init__(
         self,
