@@ -213,6 +213,31 @@ class WrkResult:
     errors: int
     p50_ms: float
     p99_ms: float
+    # Server CPU (gunicorn master and workers, redis-server) per request, microseconds.
+    cpu_us: float = float("nan")
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _family(pid: int) -> list[int]:
+    """``pid`` and its children (gunicorn's workers), from /proc."""
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        out += [int(child) for child in task.read_text().split()]
+    return out
+
+
+def server_cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU seconds used so far by ``pids`` and their children (Linux /proc)."""
+    total = 0
+    for pid in {p for root in pids for p in _family(root)}:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a recycled worker: its CPU is lost to the count, rarely
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _CLOCK_TICKS
 
 
 def run_wrk(
@@ -430,6 +455,8 @@ def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
     env.update(RECS_REDIS_URL=redis_url, RECS_LOG_LEVEL="warning")
     env.update(BENCH_REDIS_URL=redis_url, BENCH_PAYLOAD_KEY=PAYLOAD_KEY)
     apps = {}
+    servers: dict[str, list[int]] = {}
+    redis_pid = int(client.info("server")["process_id"])
     for name, target, ready in (
         ("api", "service:create_app()", "/readyz"),
         ("bare", "scripts.bench_bare_app:create_app()", BARE_PATH.format(ids[0])),
@@ -438,18 +465,28 @@ def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
         base, process = start_gunicorn(procs, target, app_env, args, work / f"{name}.log")
         wait_http(base + ready, process)
         apps[name] = base
+        servers[name] = [process.pid, redis_pid]
     print(f"servers up: {apps}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
 
     # Warm-up: imports, Lua script loading, connection pools in every worker.
     for name, path in (("bare", BARE_PATH), ("api", RELATED_PATH)):
         run_wrk(apps[name], path, all_ids, script, args, 3)
 
+    def measured(name: str, path: str, ids_file: Path) -> WrkResult:
+        # CPU per request as well as req/s: on a shared box the other load moves req/s a lot
+        # between runs, while the server's own CPU cost of a request stays put.
+        before = server_cpu_seconds(servers[name])
+        result = run_wrk(apps[name], path, ids_file, script, args, args.duration)
+        used = server_cpu_seconds(servers[name]) - before
+        result.cpu_us = used / max(1, result.requests) * 1e6
+        return result
+
     rounds: list[dict[str, WrkResult]] = []
     for number in range(1, args.rounds + 1):
         result = {
-            "bare": run_wrk(apps["bare"], BARE_PATH, all_ids, script, args, args.duration),
-            "api": run_wrk(apps["api"], RELATED_PATH, all_ids, script, args, args.duration),
-            "api_hot": run_wrk(apps["api"], RELATED_PATH, hot_ids, script, args, args.duration),
+            "bare": measured("bare", BARE_PATH, all_ids),
+            "api": measured("api", RELATED_PATH, all_ids),
+            "api_hot": measured("api", RELATED_PATH, hot_ids),
         }
         rounds.append(result)
         print(
@@ -495,6 +532,14 @@ def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
         f" ({spread([r['api'].rps for r in rounds], '.0f')})"
         f" | {ratio:.2f} ({spread(ratios, '.2f')}) | >= {TARGET_RATIO:.2f}"
         f" | {verdict(ok_ratio)} |"
+    )
+    cpu_bare = statistics.median(r["bare"].cpu_us for r in rounds)
+    cpu_api = statistics.median(r["api"].cpu_us for r in rounds)
+    print(
+        f"| server CPU per request, us (workers + Redis; median, each round) | {cpu_bare:.0f}"
+        f" ({spread([r['bare'].cpu_us for r in rounds], '.0f')}) | {cpu_api:.0f}"
+        f" ({spread([r['api'].cpu_us for r in rounds], '.0f')}) | {cpu_bare / cpu_api:.2f}"
+        " (bare / api) | info | |"
     )
     print(
         f"| req/s, hot ids ({HOT_IDS}, answer cache) | | "
