@@ -157,7 +157,8 @@ class RelatedModel:
         svd = TruncatedSVD(
             n_components=components, algorithm="randomized", n_iter=7, random_state=cfg.random_state
         )
-        svd.fit(blended)
+        # float32 input: 15-23% faster on Reuters, same P@10 to 4 decimals (docs/evaluation.md).
+        svd.fit(blended.astype(np.float32))
         self.svd_components_ = svd.components_.astype(np.float32)
         self.latent_ = self.latent_vectors(blended)
         bar = progress("re-rank", n) if progress else None

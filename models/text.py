@@ -9,7 +9,8 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 
 # Letters only: numbers in news copy (prices, dates, share counts) match across unrelated
-# stories and measurably hurt topical precision.
+# stories. scikit-learn's default pattern (numbers kept) measured within 0.003 of Reuters P@10
+# either way and narrowed the MIND blend's margin (docs/evaluation.md), so the plain one stays.
 DEFAULT_TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_]+\b"
 
 

@@ -155,6 +155,30 @@ def test_site_wide_tag_adds_nothing() -> None:
     assert 0.0 < smoothed.similarity("x3", "x4").tags < 1.0
 
 
+def test_default_drops_single_article_tags_and_weights_titles() -> None:
+    # docs/evaluation.md: a tag on one article matches nothing and only dilutes shared tags.
+    articles = [
+        Article(id="s1", title="quota talks", body="coffee", tags=("ICO", "Jorio Dauster")),
+        Article(id="s2", title="quota deal", body="coffee", tags=("ICO",)),
+        Article(id="s3", title="harvest", body="cocoa quota", tags=("ICCO",)),
+    ]
+    config = ModelConfig(k=2, rerank=False, text_min_df=1, text_max_df=1.0, tag_smoothing=0.0)
+    assert config.tag_min_df == 2 and config.title_weight == 2.0
+    model = RelatedModel(config=config).fit(articles)
+    assert model.tags_.terms_ == ["ico"]
+    assert model.similarity("s1", "s2").tags == pytest.approx(1.0)
+    kept = RelatedModel(config=config.replace(tag_min_df=1)).fit(articles)
+    assert kept.similarity("s1", "s2").tags < 1.0
+
+    # A title word counts as two body words: s1's title words outweigh its body word "coffee".
+    def title_share(m: RelatedModel) -> float:
+        row, terms = m.text_matrix_[0].toarray()[0], m.text_.terms_
+        return float(row[terms.index("quota")] / row[terms.index("coffee")])
+
+    flat = RelatedModel(config=config.replace(title_weight=1.0)).fit(articles)
+    assert title_share(model) > title_share(flat)
+
+
 def test_fit_rejects_tiny_or_duplicate_corpus() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         RelatedModel().fit([Article(id="a", title="x")])
