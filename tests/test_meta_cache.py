@@ -154,3 +154,28 @@ def test_api_serves_an_edit_within_the_version_ttl(
     second = client.get("/v1/articles/x/related")
     assert second.get_json()["items"][0]["title"] == "Edited"
     assert second.headers["ETag"] != first.headers["ETag"]
+
+
+def test_a_known_row_is_read_with_one_get(redis_client: redis.Redis) -> None:
+    write_version(redis_client)
+    store = RedisStore(redis_client)
+    store.current_version()
+    first = store.related_articles(V, "x")
+    redis_client.config_resetstat()
+    again = store.related_articles(V, "x")
+    assert plain(again) == plain(first)
+    stats = redis_client.info("commandstats")
+    assert "cmdstat_evalsha" not in stats and stats["cmdstat_get"]["calls"] == 1
+
+
+def test_a_cached_row_whose_list_is_gone_reads_as_unknown(redis_client: redis.Redis) -> None:
+    write_version(redis_client)
+    store = RedisStore(redis_client)
+    store.current_version()
+    assert store.related_articles(V, "x") is not None
+    # A delete removes the list and the index entry (and bumps the seq, not done here, so
+    # the cached row is still there when the list is read).
+    redis_client.delete(keys.neighbours_key(V, 0))
+    redis_client.hdel(keys.index_key(V), "x")
+    assert store.related_articles(V, "x") is None
+    assert store.meta_cache is not None and store.meta_cache.row_of("x") is None

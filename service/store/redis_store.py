@@ -143,11 +143,16 @@ def _text(value: Any) -> str:
 # (version, seq) last seen by current_version() and dropped whole when either changes; the
 # API sees that pair at most VERSION_TTL late, the same bound as for the lists themselves.
 class MetaCache:
-    """A bounded LRU of decoded metadata by row, valid for one (version, seq)."""
+    """Bounded LRUs of decoded metadata by row and of rows by article id, for one (version, seq).
+
+    Knowing an article's row turns the list read into one plain GET instead of a script: a
+    script call costs Redis several times a GET, and /related makes one per request.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._rows: OrderedDict[int, ArticleMeta] = OrderedDict()
+        self._ids: OrderedDict[str, int] = OrderedDict()
         self._scope: tuple[str, int] | None = None
         self._lock = threading.Lock()  # threaded gunicorn workers share one store
 
@@ -156,7 +161,29 @@ class MetaCache:
         with self._lock:
             if self._scope != (version, seq):
                 self._rows.clear()
+                self._ids.clear()
                 self._scope = (version, seq)
+
+    def row_of(self, article_id: str) -> int | None:
+        """The cached row of an article (``None``: not cached)."""
+        with self._lock:
+            row = self._ids.get(article_id)
+            if row is not None:
+                self._ids.move_to_end(article_id)
+            return row
+
+    def remember_row(self, scope: tuple[str, int], article_id: str, row: int | None) -> None:
+        """Remember (or, with ``None``, forget) an article's row read under ``scope``."""
+        with self._lock:
+            if row is None:
+                self._ids.pop(article_id, None)
+                return
+            if self._scope != scope:
+                return
+            self._ids[article_id] = row
+            self._ids.move_to_end(article_id)
+            while len(self._ids) > self.size:
+                self._ids.popitem(last=False)
 
     @property
     def scope(self) -> tuple[str, int] | None:
@@ -344,14 +371,22 @@ class RedisStore(Store):
         self, cache: MetaCache, scope: tuple[str, int], article_id: str, limit: int | None
     ) -> RelatedRead | None:
         version = scope[0]
-        reply = self._call(
-            lambda: self._row_list(
-                keys=[keys.index_key(version)], args=[keys.neighbours_prefix(version), article_id]
+        prefix = keys.neighbours_prefix(version)
+        source_row = cache.row_of(article_id)
+        blob: bytes | None = None
+        if source_row is not None:
+            # Rows are never reused, and a deleted article's list is deleted with it: a miss
+            # here means "gone", confirmed through the index below.
+            blob = self._call(lambda: self.client.get(f"{prefix}{source_row}"))  # type: ignore[assignment]
+        if blob is None:
+            reply = self._call(
+                lambda: self._row_list(keys=[keys.index_key(version)], args=[prefix, article_id])
             )
-        )
-        if not reply:
-            return None
-        source_row, blob = int(reply[0]), reply[1]
+            if not reply:
+                cache.remember_row(scope, article_id, None)
+                return None
+            source_row, blob = int(reply[0]), reply[1]
+            cache.remember_row(scope, article_id, source_row)
         total = len(blob) // keys.BYTES_PER_NEIGHBOUR
         count = total if limit is None else max(0, min(limit, total))
         # struct and a lookup table: numpy's per-call overhead is most of the cost for ~7 items.
@@ -362,9 +397,9 @@ class RedisStore(Store):
         metas = cache.get(wanted)
         missing = sorted({row for row, meta in zip(wanted, metas, strict=True) if meta is None})
         if missing:
-            prefix = keys.meta_prefix(version)
+            meta_prefix = keys.meta_prefix(version)
             blobs: list[bytes | None] = self._call(
-                lambda: self.client.mget([f"{prefix}{row}" for row in missing])  # type: ignore[arg-type,return-value]
+                lambda: self.client.mget([f"{meta_prefix}{row}" for row in missing])  # type: ignore[arg-type,return-value]
             )
             # A row without metadata (deleted since the list was read) stays None: left out.
             fetched = {row: _meta(b) for row, b in zip(missing, blobs, strict=True) if b}
