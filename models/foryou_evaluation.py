@@ -12,12 +12,16 @@ Two protocols, both ranking with the functions the API runs (:mod:`models.rankin
    for for-you); candidates a method does not score are ordered by its fallback, popularity.
    Usable when at least one clicked and one unclicked candidate remain (AUC needs both).
 
-Baselines on the same impressions: most popular and random (seeded). Popularity counts, per
-corpus article, the distinct readers with it in their ``History``: MIND histories are the
-clicks *before* the impression log's window (the log covers the days after them), so this uses
-nothing that happens at or after any replayed impression. The same counts feed the for-you
-popularity prior, as trending counts feed it in the API. Read articles are never recommended
-by any method.
+Baselines on the same impressions: most popular, trending, popular in your sections and random
+(seeded). *Most popular* counts, per corpus article, the distinct readers with it in their
+``History``: MIND histories are the clicks *before* the impression log's window (the log covers
+the days after them), so this uses nothing that happens at or after any replayed impression.
+*Trending* is what the API computes from its events, replayed from the log: the clicks of the
+impressions *before* this one, in hourly buckets over 24 hours, each weighted ``0.5 ** (age /
+6 h)`` (:func:`trending_at`, the API's defaults). The for-you popularity prior is fed one or the
+other (``prior_counts``): ``"trending"`` is what the API feeds it, ``"readers"`` the weeks-old
+proxy the replay used first. *Popular in your sections* is the prior alone, section affinity
+included, without the content neighbours. Read articles are never recommended by any method.
 
 For choosing settings honestly, the usable impressions can be split in two halves by a seeded
 shuffle of their ids: choose on ``tune``, report ``test`` (and ``all``, saying so).
@@ -25,6 +29,7 @@ shuffle of their ids: choose on ``tune``, report ``test`` (and ``all``, saying s
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections import Counter
@@ -44,6 +49,8 @@ from models.ranking import (
     fill,
     recommend,
     score_candidates,
+    section_shares,
+    unique,
 )
 from models.records import Article
 
@@ -53,6 +60,11 @@ CUTOFFS = (1, 5, 10)
 # than hit@10 would.
 CANDIDATE_CUTOFFS = (1, 3)
 HALVES = ("all", "tune", "test")
+PRIOR_COUNTS = ("trending", "readers")
+# The API's trending defaults (service/foryou.py, service/history.py), not tuned here.
+TRENDING_WINDOW_HOURS = 24
+TRENDING_HALF_LIFE_HOURS = 6.0
+TRENDING_LIMIT = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +145,45 @@ def popularity_counts(impressions: Iterable[Impression], known: Mapping[str, Any
     return Counter({article_id: len(users) for article_id, users in readers.items()})
 
 
+def click_events(
+    impressions: Iterable[Impression], known: Mapping[str, Any]
+) -> list[tuple[float, str]]:
+    """(Unix time, article id) of every click on a corpus article in the log, oldest first:
+    what the API's ``/v1/events`` would have counted for trending."""
+    events = [
+        (datetime.fromisoformat(impression.time).timestamp(), article_id)
+        for impression in impressions
+        for article_id in impression.clicked
+        if article_id in known
+    ]
+    events.sort()
+    return events
+
+
+def trending_at(
+    events: Sequence[tuple[float, str]],
+    moment: datetime,
+    *,
+    window_hours: int = TRENDING_WINDOW_HOURS,
+    half_life_hours: float = TRENDING_HALF_LIFE_HOURS,
+    limit: int = TRENDING_LIMIT,
+) -> list[tuple[str, float]]:
+    """Trending (id, count) at ``moment``, best first (ties by id), as the API computes it
+    (service/history.py): events in hourly UTC buckets, the last ``window_hours`` buckets, each
+    weighted ``0.5 ** (age in hours / half_life_hours)``. Only events strictly before
+    ``moment`` count: the impression's own clicks are what is to be found."""
+    now = moment.timestamp()
+    hour = int(now // 3600)
+    oldest = (hour - window_hours + 1) * 3600
+    start = bisect.bisect_left(events, (oldest, ""))
+    stop = bisect.bisect_left(events, (now, ""))
+    counts: dict[str, float] = {}
+    for time, article_id in events[start:stop]:
+        weight = math.pow(0.5, (hour - int(time // 3600)) / half_life_hours)
+        counts[article_id] = counts.get(article_id, 0.0) + weight
+    return sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))[:limit]
+
+
 def popularity(impressions: Iterable[Impression], known: Mapping[str, Any]) -> list[str]:
     """Corpus articles by how many distinct readers have them in their history, then by id."""
     counted = popularity_counts(impressions, known)
@@ -195,15 +246,21 @@ CANDIDATE_METRICS = (*(f"hit@{k}" for k in CANDIDATE_CUTOFFS), "mrr", "ndcg@5", 
 def evaluate_cases(
     source: Source[Any],
     cases: Sequence[ReplayCase],
-    counts: Mapping[str, int],
+    counts: Mapping[str, float],
     everything: Sequence[str],
     *,
     config: RankingConfig,
     seed: int = 0,
+    trending: Mapping[str, Sequence[tuple[str, float]]] | None = None,
+    sections: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Both protocols over ``cases``; ``counts``: article id -> popularity (readers).
 
-    ``everything``: every corpus article id (the random baseline's pool).
+    ``everything``: every corpus article id (the random baseline's pool). ``trending``:
+    impression id -> the trending (id, count) pairs at that impression (:func:`trending_at`);
+    when given, they feed the prior and fill the served list (as in the API) and the trending
+    baseline is reported, else ``counts`` feed the prior. ``sections``: article id -> section,
+    for the "popular in your sections" baseline (reported when the section affinity is on).
     """
     counts = Counter(counts)  # a missing article counts 0
     popular = sorted((a for a in counts if counts[a] > 0), key=lambda a: (-counts[a], a))
@@ -211,12 +268,22 @@ def evaluate_cases(
     # The prior's input, as the API passes trending: (id, count), most popular first.
     pairs = [(a, float(counts[a])) for a in popular if counts[a] > 0]
     plain = replace(config, popularity_weight=0.0)
-    weight = config.popularity_weight
+    weight, affinity = config.popularity_weight, config.section_affinity
     rng = random.Random(seed)
+
+    def prior(case: ReplayCase) -> Sequence[tuple[str, float]]:
+        return pairs if trending is None else trending.get(case.impression_id, ())
+
+    def fallback(case: ReplayCase) -> list[str]:
+        # The API fills with trending, then latest; MIND has no dates, so most popular stands
+        # in for latest.
+        if trending is None:
+            return popular
+        return [a for a, _ in trending.get(case.impression_id, ())] + popular
 
     def personal(case: ReplayCase, cfg: RankingConfig) -> list[str]:
         result = recommend(
-            source, case.history, k=DEPTH, now=case.time, config=cfg, popularity=pairs
+            source, case.history, k=DEPTH, now=case.time, config=cfg, popularity=prior(case)
         )
         return [item.meta.id for item in result.items]
 
@@ -224,22 +291,55 @@ def evaluate_cases(
         def rank(case: ReplayCase) -> list[str]:
             # As the API answers: ranked items, then the popular fallback to the full depth.
             chosen = personal(case, cfg)
-            return chosen + fill(chosen, popular, set(case.history), DEPTH)
+            return chosen + fill(chosen, fallback(case), set(case.history), DEPTH)
 
         return rank
 
+    def in_sections(case: ReplayCase) -> dict[str, float]:
+        # The prior of for-you without its content part: popularity / top x (1 + G x share of
+        # the reader's known history in the article's section), over the same popular pool.
+        assert sections is not None
+        history = unique(case.history)[: config.max_history]
+        known = [(p, h) for p, h in enumerate(history) if h in sections]
+        shares = section_shares(
+            [sections[h] for _, h in known], [p for p, _ in known], config.history_half_life
+        )
+        pool = [(a, c) for a, c in prior(case)[: config.popular_candidates] if c > 0]
+        top = max((c for _, c in pool), default=0.0)
+        return {
+            a: c / top * (1.0 + affinity * shares.get(sections.get(a, "").casefold(), 0.0))
+            for a, c in pool
+        }
+
+    def popular_in_sections(case: ReplayCase) -> list[str]:
+        scores = in_sections(case)
+        ranked = sorted(scores, key=lambda a: -scores[a])  # stable: ties in popularity order
+        return fill([], ranked + fallback(case), set(case.history), DEPTH)
+
     def most_popular(case: ReplayCase) -> list[str]:
         return fill([], popular, set(case.history), DEPTH)
+
+    def trending_only(case: ReplayCase) -> list[str]:
+        return fill([], fallback(case), set(case.history), DEPTH)
 
     def shuffled(case: ReplayCase) -> list[str]:
         order = rng.sample(list(everything), len(everything))
         return fill([], order, set(case.history), DEPTH)
 
+    with_sections = affinity > 0 and sections is not None
     methods: dict[str, Callable[[ReplayCase], list[str]]] = {}
     if weight > 0:
-        methods[f"for-you, prior {weight:g} (as served: then popular)"] = served(config)
+        label = f"prior {weight:g}" + (f", affinity {affinity:g}" if affinity else "")
+        methods[f"for-you, {label} (as served: then popular)"] = served(config)
+        if affinity:
+            no_affinity = replace(config, section_affinity=0.0)
+            methods[f"for-you, prior {weight:g} (as served: then popular)"] = served(no_affinity)
     methods["for-you, no prior (as served: then popular)"] = served(plain)
     methods["for-you, no prior (history only)"] = lambda case: personal(case, plain)
+    if with_sections:
+        methods[f"popular in your sections, affinity {affinity:g}"] = popular_in_sections
+    if trending is not None:
+        methods["trending (24 h of clicks before the impression)"] = trending_only
     methods["most popular"] = most_popular
     methods[f"random (seed {seed})"] = shuffled
     rows = []
@@ -261,7 +361,12 @@ def evaluate_cases(
                 zip(
                     order,
                     score_candidates(
-                        source, case.history, order, now=case.time, config=cfg, popularity=pairs
+                        source,
+                        case.history,
+                        order,
+                        now=case.time,
+                        config=cfg,
+                        popularity=prior(case),
                     ),
                     strict=True,
                 )
@@ -271,10 +376,26 @@ def evaluate_cases(
 
         return rank
 
+    def by_trending(case: ReplayCase) -> list[str]:
+        trend = dict(trending.get(case.impression_id, ())) if trending is not None else {}
+        return sorted(base(case), key=lambda a: (-trend.get(a, 0.0), -counts[a]))
+
+    def by_sections(case: ReplayCase) -> list[str]:
+        scores = in_sections(case)
+        return sorted(base(case), key=lambda a: (-scores.get(a, 0.0), -counts[a]))
+
     candidate_methods: dict[str, Callable[[ReplayCase], list[str]]] = {}
     if weight > 0:
-        candidate_methods[f"for-you, prior {weight:g}"] = by_score(config)
+        label = f"prior {weight:g}" + (f", affinity {affinity:g}" if affinity else "")
+        candidate_methods[f"for-you, {label}"] = by_score(config)
+        if affinity:
+            no_affinity = replace(config, section_affinity=0.0)
+            candidate_methods[f"for-you, prior {weight:g}"] = by_score(no_affinity)
     candidate_methods["for-you, no prior"] = by_score(plain)
+    if with_sections:
+        candidate_methods[f"popular in your sections, affinity {affinity:g}"] = by_sections
+    if trending is not None:
+        candidate_methods["trending (24 h of clicks before the impression)"] = by_trending
     candidate_methods["most popular"] = lambda case: sorted(base(case), key=lambda a: -counts[a])
     candidate_methods[f"random (seed {seed})"] = base
     shown = [case for case in cases if case.shown]
@@ -307,18 +428,36 @@ def evaluate_foryou(
     seed: int = 0,
     half: str = "all",
     split_seed: int = 0,
+    prior_counts: str = "trending",
 ) -> dict[str, Any]:
-    """Both protocols for the ranking and two baselines, on the same impressions.
+    """Both protocols for the ranking and the baselines, on the same impressions.
 
     ``half``/``split_seed``: evaluate on all usable impressions or on one seeded half
     (:func:`split_cases`); the counts are of the whole log, ``evaluated`` of the half.
+    ``prior_counts``: what feeds the popularity prior, ``"trending"`` (the log's clicks before
+    each impression, as the API's events) or ``"readers"`` (history readers, as most popular).
     """
+    if prior_counts not in PRIOR_COUNTS:
+        raise ValueError(f"prior_counts must be one of {', '.join(PRIOR_COUNTS)}")
     config = config or RankingConfig()
     source, articles = model_source(loaded)
     cases, counts = replay_cases(impressions, articles)
     chosen = split_cases(cases, half, split_seed)
     counted = popularity_counts(impressions, articles)
-    tables = evaluate_cases(source, chosen, counted, list(articles), config=config, seed=seed)
+    trending = None
+    if prior_counts == "trending":
+        events = click_events(impressions, articles)
+        trending = {case.impression_id: trending_at(events, case.time) for case in chosen}
+    tables = evaluate_cases(
+        source,
+        chosen,
+        counted,
+        list(articles),
+        config=config,
+        seed=seed,
+        trending=trending,
+        sections={a.id: a.section for a in articles.values()},
+    )
     return {
         "counts": counts,
         "evaluated": {
@@ -339,6 +478,8 @@ def evaluate_foryou(
             "max_history": config.max_history,
             "popularity_weight": config.popularity_weight,
             "popular_candidates": config.popular_candidates,
+            "section_affinity": config.section_affinity,
+            "prior_counts": prior_counts,
         },
         **tables,
     }

@@ -52,10 +52,16 @@ DEFAULTS: dict[str, Any] = {
     "MAX_BODY_BYTES": 16_384,
     # Popularity prior (docs/recommendations.md): a candidate gains POPULARITY_WEIGHT x its
     # trending count / the top count; the POPULAR_CANDIDATES most trending articles compete
-    # with the history's neighbours. 0: the personal score alone. 0.6: chosen on the MIND
-    # replay's tune half (docs/evaluation.md), where it ties most-popular.
-    "POPULARITY_WEIGHT": 0.6,
+    # with the history's neighbours. 0: the personal score alone. 10: chosen on the MIND
+    # replay's tune half, the prior fed the replayed trending counts (docs/evaluation.md); it
+    # beats most-popular there, but not trending itself.
+    "POPULARITY_WEIGHT": 10.0,
     "POPULAR_CANDIDATES": 100,
+    # Section affinity G: a popular article's prior is multiplied by 1 + G x the reader's
+    # (recency-weighted) share of known history in its section. 0 (off): on the MIND replay's
+    # tune half no G above 0 found a click more (docs/evaluation.md). Above 0, the history's
+    # and the popular articles' metadata are read before scoring (cached like every row).
+    "SECTION_AFFINITY": 0.0,
     # Rows (id -> row, neighbour list, metadata) kept per process in Redis mode for the live
     # (version, seq); ~1.1 KB each on Reuters (0: none; then a request makes two Redis reads).
     "ROW_CACHE_SIZE": 32_768,
@@ -469,6 +475,7 @@ def _settings(config: Mapping[str, Any]) -> tuple[RankingConfig, HistorySettings
             max_candidates=int(_number(config, "MAX_CANDIDATES", 1, 10_000)),
             popularity_weight=_number(config, "POPULARITY_WEIGHT", 0, 1000),
             popular_candidates=int(_number(config, "POPULAR_CANDIDATES", 0, 500)),
+            section_affinity=_number(config, "SECTION_AFFINITY", 0, 1000),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

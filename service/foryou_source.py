@@ -295,6 +295,12 @@ class RedisSource:
         )
         return _Metas(keys_, self)
 
+    def sections(self, keys_: Sequence[int]) -> list[str | None]:
+        """Sections of rows (the section-affinity prior's input): metadata only, through the
+        caches; what they lack in one MGET (the first describe then finds it read)."""
+        self._fetch(_pull(self._metas, self._shared_metas, keys_), [])
+        return [None if (meta := self.meta(row)) is None else meta.section for row in keys_]
+
     def neighbour_lists(self, keys_: Sequence[int]) -> Lists:
         """Neighbour lists of rows: cached (usually read with the metadata), else one MGET."""
         self._fetch([], _pull(self._lists, self._shared_lists, keys_))

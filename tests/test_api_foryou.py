@@ -348,8 +348,13 @@ HAND_LISTS = {"h": [("a", 0.8), ("b", 0.6), ("c", 0.2)]}
 HAND_IDS = ["h", "a", "b", "c", "p", "q", "z"]
 
 
-def write_hand_version(client: redis.Redis, lists: dict[str, list[tuple[str, float]]]) -> None:
-    """A version written key by key: ``lists`` as the neighbour lists, every article dated."""
+def write_hand_version(
+    client: redis.Redis,
+    lists: dict[str, list[tuple[str, float]]],
+    sections: dict[str, str] | None = None,
+) -> None:
+    """A version written key by key: ``lists`` as the neighbour lists, every article dated, in
+    section "news" unless ``sections`` says otherwise."""
     rows = {article_id: row for row, article_id in enumerate(HAND_IDS)}
     client.hset(keys.index_key(HAND), mapping=rows)  # type: ignore[arg-type]
     for article_id, row in rows.items():
@@ -364,7 +369,16 @@ def write_hand_version(client: redis.Redis, lists: dict[str, list[tuple[str, flo
         published = f"1987-03-{10 + row:02d}T00:00:00Z"
         client.set(
             keys.meta_key(HAND, row),
-            keys.encode_meta(article_id, f"t {article_id}", "", "news", published, "", [], []),
+            keys.encode_meta(
+                article_id,
+                f"t {article_id}",
+                "",
+                (sections or {}).get(article_id, "news"),
+                published,
+                "",
+                [],
+                [],
+            ),
         )
         client.zadd(keys.latest_key(HAND), {article_id: published_timestamp(published)})
     client.hset(
@@ -416,6 +430,41 @@ def test_popularity_prior_from_trending_hand_computed(
     cold = client.get(URL, query_string={"history": "nobody", "k": 3}).get_json()
     assert ids(cold) == ["p", "q", "a"]
     assert {item["score"] for item in cold["items"]} == {0.0}
+
+
+def test_section_affinity_prior_from_trending_hand_computed(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    # h, a, q are sport (q spelt "Sport"), the rest news: the reader of h has a sport share of 1.
+    sections = {"h": "sport", "a": "sport", "q": "Sport"}
+    write_hand_version(redis_client, HAND_LISTS, sections)
+    client = hand_app(redis_url, POPULARITY_WEIGHT=0.5, SECTION_AFFINITY=3)
+    for article_id, count in (("p", 4), ("q", 2), ("a", 1)):
+        for _ in range(count):
+            assert client.post("/v1/events", json={"article_id": article_id}).status_code == 202
+    # Prior = 0.5 x count / 4 x (1 + 3 x share of its section): p (news) 0.5 x 1 = 0.5,
+    # q (sport) 0.5 x 0.5 x 4 = 1.0, a (sport) 0.8 + 0.5 x 0.25 x 4 = 1.3; b 0.6, c 0.2 as they
+    # were; then latest (z). Without the affinity: a, b, p, q, c (test above).
+    query = {"history": "h", "k": 6}
+    body = client.get(URL, query_string=query).get_json()
+    validate(body)
+    assert ids(body) == ["a", "q", "b", "p", "c", "z"]
+    assert [item["score"] for item in body["items"]] == [1.3, 1.0, 0.6, 0.5, 0.2, 0.0]
+    assert [item["source"] for item in body["items"]] == [
+        "history",
+        "trending",
+        "history",
+        "trending",
+        "history",
+        "latest",
+    ]
+    # Answered again from the warm row cache, and without any cache: the same box.
+    assert client.get(URL, query_string=query).get_json() == body
+    uncached = hand_app(redis_url, POPULARITY_WEIGHT=0.5, SECTION_AFFINITY=3, ROW_CACHE_SIZE=0)
+    assert uncached.get(URL, query_string=query).get_json() == body
+    # No known history: no shares and no prior, the fallbacks in trending order as before.
+    cold = client.get(URL, query_string={"history": "nobody", "k": 3}).get_json()
+    assert ids(cold) == ["p", "q", "a"]
 
 
 def test_row_cache_is_dropped_when_the_seq_moves(redis_url: str, redis_client: redis.Redis) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,9 +13,11 @@ from click.testing import CliRunner
 from models.foryou_evaluation import (
     ReplayCase,
     candidate_metrics,
+    click_events,
     evaluate_cases,
     replay_cases,
     split_cases,
+    trending_at,
 )
 from models.importers import Impression
 from models.ranking import ModelSource, RankingConfig
@@ -41,8 +43,8 @@ CASE = ReplayCase("1", NOW, ("h",), frozenset({"b"}), ("a", "b", "c", "d"))
 PLAIN = RankingConfig(freshness_half_life_hours=0, diversity=0.0, popularity_weight=0.0)
 
 
-def source() -> ModelSource[Meta]:
-    metas = {i: Meta(i) for i in CORPUS}
+def source(sections: dict[str, str] | None = None) -> ModelSource[Meta]:
+    metas = {i: Meta(i, (sections or {}).get(i, "news")) for i in CORPUS}
     return ModelSource(
         lambda i: LISTS.get(i, []) if i in metas else None,
         lambda ids: [metas.get(i) for i in ids],
@@ -100,6 +102,92 @@ def test_both_protocols_by_hand() -> None:
     assert corpus["most popular"]["mrr"] == pytest.approx(0.25)
     assert corpus["most popular"]["ndcg@10"] == pytest.approx(1 / L5)
     assert corpus["random"]["hit@10"] == 1.0  # 4 unread articles: anything finds b
+
+
+def test_trending_at_replays_the_api_buckets() -> None:
+    def at(text: str) -> datetime:
+        return datetime.fromisoformat(text)
+
+    moment = at("2019-11-12T14:30:00+00:00")
+    events = sorted(
+        (at(when).timestamp(), article_id)
+        for when, article_id in [
+            ("2019-11-12T14:10:00+00:00", "a"),  # this hour: weight 1
+            ("2019-11-12T14:30:00+00:00", "a"),  # at the impression itself: not before it
+            ("2019-11-12T13:59:00+00:00", "b"),  # the previous hour: 0.5 ** (1/6)
+            ("2019-11-12T08:00:00+00:00", "b"),  # 6 hours back: 0.5
+            ("2019-11-12T15:00:00+00:00", "c"),  # after the impression
+            ("2019-11-11T15:00:00+00:00", "d"),  # bucket 23 hours back: 0.5 ** (23/6)
+            ("2019-11-11T14:59:00+00:00", "d"),  # bucket 24 hours back: out of the window
+        ]
+    )
+    got = trending_at(events, moment)
+    assert [a for a, _ in got] == ["b", "a", "d"]
+    assert [c for _, c in got] == pytest.approx([0.5 ** (1 / 6) + 0.5, 1.0, 0.5 ** (23 / 6)])
+    assert trending_at(events, moment, limit=1) == got[:1]
+    # Clicks on corpus articles only, oldest first.
+    log = [
+        Impression("2", "U2", "2019-11-12T15:00:00Z", [], [("a", True), ("N9", True)]),
+        Impression("1", "U1", "2019-11-12T14:00:00Z", [], [("b", True), ("c", False)]),
+    ]
+    assert click_events(log, {i: Meta(i) for i in CORPUS}) == [
+        (at("2019-11-12T14:00:00+00:00").timestamp(), "b"),
+        (at("2019-11-12T15:00:00+00:00").timestamp(), "a"),
+    ]
+
+
+def test_trending_prior_section_affinity_and_baselines_by_hand() -> None:
+    # The reader read h (sport). Trending at the impression: c 2 (news), b 1 (sport).
+    sections = {"h": "sport", "a": "news", "b": "Sport", "c": "news", "d": "sport"}
+    trending = {"1": [("c", 2.0), ("b", 1.0)]}
+    config = RankingConfig(
+        freshness_half_life_hours=0, diversity=0.0, popularity_weight=0.5, section_affinity=2.0
+    )
+    report = evaluate_cases(
+        source(sections),
+        [CASE],
+        COUNTS,
+        CORPUS,
+        config=config,
+        trending=trending,
+        sections=sections,
+    )
+    corpus, candidates = rows(report, "rows"), rows(report, "candidate_rows")
+    assert list(corpus) == [
+        "for-you, prior 0.5, affinity 2",
+        "for-you, prior 0.5",
+        "for-you, no prior",
+        "popular in your sections, affinity 2",
+        "trending",
+        "most popular",
+        "random",
+    ]
+    # For-you: prior = 0.5 x count / 2 x (1 + 2 x sport share 1 for sport articles):
+    # c 0.5, b 0.4 + 0.25 x 3 = 1.15, a 0.8 -> b, a, c: the click first.
+    assert corpus["for-you, prior 0.5, affinity 2"]["mrr"] == 1.0
+    assert candidates["for-you, prior 0.5, affinity 2"]["auc"] == 1.0
+    # Without the affinity: a 0.8, b 0.4 + 0.25 = 0.65, c 0.5 -> rank 2.
+    assert corpus["for-you, prior 0.5"]["mrr"] == 0.5
+    assert candidates["for-you, prior 0.5"]["auc"] == pytest.approx(2 / 3)
+    # No content: c 1 x 1, b 0.5 x 3 = 1.5 -> b, c, then a, d by popularity: rank 1.
+    assert corpus["popular in your sections, affinity 2"]["mrr"] == 1.0
+    assert candidates["popular in your sections, affinity 2"]["auc"] == 1.0
+    # Trending order c, b: rank 2; most popular c, a, d, b: rank 4.
+    assert corpus["trending"]["mrr"] == 0.5
+    assert candidates["trending"]["auc"] == pytest.approx(2 / 3)
+    assert corpus["most popular"]["mrr"] == 0.25
+    assert candidates["most popular"]["auc"] == 0.0
+    # Affinity off: no such baseline (it would be the popularity order again).
+    plain = evaluate_cases(
+        source(sections),
+        [CASE],
+        COUNTS,
+        CORPUS,
+        config=replace(config, section_affinity=0.0),
+        trending=trending,
+        sections=sections,
+    )
+    assert not any(m.startswith("popular in") for m in rows(plain, "rows"))
 
 
 def test_impressions_without_both_labels_are_left_out_of_protocol_two() -> None:
@@ -172,13 +260,31 @@ def test_cli_reports_both_tables_and_sweeps(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "Whole corpus, all usable impressions: 4 impressions" in result.output
     assert "Impression candidates, all usable impressions: 4 impressions" in result.output
-    assert "| for-you, prior 0.6 |" in result.output and "auc" in result.output
+    weight = RankingConfig().popularity_weight
+    assert f"| for-you, prior {weight:g} |" in result.output and "auc" in result.output
+    assert "| trending (24 h of clicks before the impression) |" in result.output
+    assert "prior counts trending" in result.output
     result = CliRunner().invoke(
         evaluate_foryou_cmd, [*base, "--half", "tune", "--sweep", "0,1", "--split-seed", "2"]
     )
     assert result.exit_code == 0, result.output
     assert "on the tune half (split seed 2): 2 impressions" in result.output
     assert "| 0 |" in result.output and "| 1 |" in result.output
-    assert "smallest weight among ties" in result.output
+    assert "then smallest affinity, then smallest weight" in result.output
+    # A grid of weights and section affinities, the prior fed by history readers.
+    result = CliRunner().invoke(
+        evaluate_foryou_cmd,
+        [*base, "--prior-counts", "readers", "--sweep", "0.5", "--sweep-affinity", "0,2"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "prior counts readers" in result.output
+    assert "| 0.5 | 0 |" in result.output and "| 0.5 | 2 |" in result.output
+    assert "trending (24 h" not in result.output  # no trending replayed: no such baseline
+    result = CliRunner().invoke(evaluate_foryou_cmd, [*base, "--section-affinity", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"| for-you, prior {weight:g}, affinity 1 |" in result.output
+    assert "| popular in your sections, affinity 1 |" in result.output
     bad = CliRunner().invoke(evaluate_foryou_cmd, [*base, "--sweep", "x"])
     assert bad.exit_code == 2
+    bad = CliRunner().invoke(evaluate_foryou_cmd, [*base, "--sweep-affinity", "-1"])
+    assert bad.exit_code == 2 and "--sweep-affinity" in bad.output
