@@ -25,7 +25,7 @@ from service.auth import admin_required
 from service.errors import ApiError, BadRequest, ServiceUnavailable
 from service.foryou_source import RedisSource, RowCaches, latest_ids, store_source
 from service.history import HistorySettings, TrendingCache
-from service.related import tags_with_keys
+from service.related import item_fields, tags_with_keys
 from service.resilience import serve_stale_on_failure
 from service.store.base import ArticleMeta, Store, VersionInfo
 from service.store_ext import ConfigError, get_store
@@ -266,12 +266,7 @@ def _render(
     # decode every item of it.
     contributors = [history[h] for h in because if history is not None and h in history]
     return {
-        "id": meta.id,
-        "title": meta.title,
-        "url": meta.url,
-        "section": meta.section,
-        "published_at": meta.published_at,
-        "image_url": meta.image_url,
+        **item_fields(meta),
         "score": round(score, 4),
         "because": list(because),
         "shared_tags": shared_tags(meta, contributors),

@@ -16,7 +16,7 @@ import json
 import threading
 from collections.abc import Iterable, Sequence
 from itertools import islice
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import redis
@@ -24,7 +24,7 @@ import redis
 from models.ranking import HistoryLists, Lists, ModelSource
 from service import keys
 from service.history import call
-from service.store.base import ArticleMeta, Store, VersionInfo
+from service.store.base import ArticleMeta, LazyMetas, Store, VersionInfo
 
 KT = TypeVar("KT")
 VT = TypeVar("VT")
@@ -175,30 +175,6 @@ def _store(local: dict[KT, VT], shared: Bounded[KT, VT] | None, items: list[tupl
         shared.put(items)
 
 
-class _Metas(Sequence[ArticleMeta | None]):
-    """Metadata of rows, decoded on first access (and kept decoded, in the shared cache too)."""
-
-    __slots__ = ("_rows", "_source")
-
-    def __init__(self, rows: Sequence[int], source: RedisSource) -> None:
-        self._rows = rows
-        self._source = source
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    @overload
-    def __getitem__(self, index: int) -> ArticleMeta | None: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[ArticleMeta | None]: ...
-
-    def __getitem__(self, index: int | slice) -> ArticleMeta | None | list[ArticleMeta | None]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        return self._source.meta(self._rows[index])
-
-
 class RedisSource:
     """A ranking source over one published version in Redis, keyed by row number.
 
@@ -293,7 +269,8 @@ class RedisSource:
             _pull(self._metas, self._shared_metas, keys_),
             _pull(self._lists, self._shared_lists, keys_),
         )
-        return _Metas(keys_, self)
+        # Decoded on first access (and kept decoded, in the shared cache too).
+        return LazyMetas(keys_, self.meta)
 
     def sections(self, keys_: Sequence[int]) -> list[str | None]:
         """Sections of rows (the section-affinity prior's input): metadata only, through the

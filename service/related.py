@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.datastructures import MultiDict
@@ -197,19 +198,22 @@ _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # Every shown item is the article's fixed fields plus a score and shared tags. The fixed part
 # is encoded once per metadata object and reused: the store hands out the same objects for as
 # long as they are cached, and encoding dicts was a sixth of an uncached answer's cost.
+def item_fields(meta: ArticleMeta) -> dict[str, Any]:
+    """What every shown item says of its article (/related and "for you" alike)."""
+    return {
+        "id": meta.id,
+        "title": meta.title,
+        "url": meta.url,
+        "section": meta.section,
+        "published_at": meta.published_at,
+        "image_url": meta.image_url,
+    }
+
+
 @lru_cache(maxsize=8192)
 def _fixed_fields(meta: ArticleMeta) -> str:
     """``{"id":...,"image_url":...`` of an item: its JSON object without the closing brace."""
-    return _encode(
-        {
-            "id": meta.id,
-            "title": meta.title,
-            "url": meta.url,
-            "section": meta.section,
-            "published_at": meta.published_at,
-            "image_url": meta.image_url,
-        }
-    )[:-1]
+    return _encode(item_fields(meta))[:-1]
 
 
 def _item_json(meta: ArticleMeta, score: float, source: ArticleMeta | None) -> str:

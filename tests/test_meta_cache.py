@@ -25,6 +25,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
 
 
 def plain(read: RelatedRead | None) -> tuple[object, ...] | None:
+    # Unlike test_related_read's, keeps the scores: the two reads must give identical floats.
     if read is None:
         return None
     return (read.source, list(read.neighbours), list(read.metas), read.complete)
