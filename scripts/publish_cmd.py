@@ -269,11 +269,13 @@ def prune_model_dirs(root: Path, keep: int, protected: set[str]) -> list[Path]:
             version = str(read_manifest(child)["version"])
         except (ValueError, OSError):
             continue  # not a model directory: not ours to delete
-        found.append((child.name, version, child))
-    # Version ids start with their UTC build time, so name order is build order.
-    found.sort(reverse=True)
+        # Version ids start with their UTC build time to the second; builds within one second
+        # are ordered by when their manifest was written.
+        written = (child / "manifest.json").stat().st_mtime_ns
+        found.append((version[:16], written, version, child))
+    found.sort(key=lambda item: item[:2], reverse=True)
     removed = []
-    for position, (_, version, path) in enumerate(found):
+    for position, (_, _, version, path) in enumerate(found):
         if position < keep or version in protected:
             continue
         shutil.rmtree(path, ignore_errors=True)
