@@ -179,6 +179,21 @@ def apply_via_redis(
     """Queue ``updates``; wait for the worker's acks, or be the writer when none runs."""
     started = time.perf_counter()
     client = connect(url)
+    try:
+        return _apply_via(client, url, updates, load, timeout, replay_margin_s, started)
+    finally:
+        client.close()
+
+
+def _apply_via(
+    client: redis.Redis,
+    url: str,
+    updates: Sequence[Update],
+    load: Callable[[str], LoadedModel],
+    timeout: float,
+    replay_margin_s: float,
+    started: float,
+) -> Outcome:
     with _redis_failures(url):
         version = with_retry(lambda: client.get(keys.CURRENT))
         if version is None:

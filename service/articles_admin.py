@@ -26,7 +26,7 @@ from service import keys, updates
 from service.auth import admin_required
 from service.errors import ApiError, BadRequest, NotFound
 from service.store.base import Store, StoreUnavailable
-from service.store_ext import get_store
+from service.store_ext import get_store, redis_client
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,9 @@ bp = Blueprint("articles_admin", __name__)
 DEFAULT_WAIT = 2.0
 # Longer waits hold a server worker; a caller that needs more polls /related instead.
 MAX_WAIT = 30.0
-TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
+# Any Redis failure, not only a lost connection: an out-of-memory XADD or a replica turned
+# read-only by a failover is the server's trouble, never the client's (503, not 500).
+TRANSIENT = (redis.RedisError,)
 
 
 class UpdatesNeedRedis(ApiError):
@@ -47,17 +49,9 @@ class UpdatesNeedRedis(ApiError):
     error = "not_implemented"
 
 
-def redis_of(store: Store) -> redis.Redis | None:
-    """The Redis client behind an app store, or ``None`` in embedded mode."""
-    from service.store.redis_store import RedisStore
-
-    inner = getattr(store, "inner", store)  # VersionCache wraps the real store
-    return inner.client if isinstance(inner, RedisStore) else None
-
-
 def live_drift(store: Store, version: str) -> dict[str, Any] | None:
     """Drift of ``version`` (see ``updates.drift``); ``None`` in embedded mode."""
-    client = redis_of(store)
+    client = redis_client(store)
     if client is None:
         return None
     try:
@@ -112,7 +106,7 @@ def _article(article_id: str) -> Any:
 
 
 def _client() -> redis.Redis:
-    client = redis_of(get_store())
+    client = redis_client(get_store())
     if client is None:
         raise UpdatesNeedRedis(
             "this server runs from a model directory: apply updates with"

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 from flask import Blueprint, Flask, Response, current_app, request
 from prometheus_client import Counter
 
@@ -28,7 +27,7 @@ from service.history import HistorySettings, TrendingCache
 from service.related import item_fields, tags_with_keys
 from service.resilience import serve_stale_on_failure
 from service.store.base import ArticleMeta, Store, VersionInfo
-from service.store_ext import ConfigError, get_store
+from service.store_ext import ConfigError, get_store, redis_client
 
 log = logging.getLogger(__name__)
 
@@ -227,14 +226,6 @@ def _recommend_query() -> RecommendQuery:
 
 
 # ------------------------------------------------------------------------------- data
-def _redis(store: Store) -> redis.Redis | None:
-    """The Redis client behind the app's store, or ``None`` in embedded mode."""
-    from service.store.redis_store import RedisStore
-
-    inner = getattr(store, "inner", store)  # VersionCache wraps the real store
-    return inner.client if isinstance(inner, RedisStore) else None
-
-
 def _now() -> datetime:
     now: datetime = current_app.config["CLOCK"]()
     return now if now.tzinfo else now.replace(tzinfo=UTC)
@@ -301,7 +292,7 @@ def _fill(
 
 
 def _latest(store: Store, version: str, section: str | None, limit: int) -> list[str]:
-    client = _redis(store)
+    client = redis_client(store)
     if client is not None:
         return latest_ids(client, version, section, limit)
     inner = getattr(store, "inner", store)
@@ -328,7 +319,7 @@ def recommendations() -> Response:
     serve_stale_on_failure("foryou", json.dumps(stale_key))
     store = get_store()
     info = _live(store)
-    client = _redis(store)
+    client = redis_client(store)
     history = query.history
     if history is None and query.user_id is not None and client is not None:
         history = history_store.user_history(client, query.user_id, state.ranking.max_history)
@@ -410,7 +401,7 @@ def events() -> Response:
     source = body.get("source")
     if source is not None and source not in EVENT_SOURCES:
         raise BadRequest(f"source: must be one of {', '.join(EVENT_SOURCES)}", parameter="source")
-    client = _redis(get_store())
+    client = redis_client(get_store())
     if client is None:
         raise NotImplementedHere(
             "server-side history and trending need Redis (RECS_REDIS_URL); this server runs"
@@ -426,7 +417,7 @@ def events() -> Response:
 def delete_user(user_id: str) -> Response:
     """Erase a reader's stored history (Bearer RECS_ADMIN_TOKEN; 404 when none is set)."""
     _check_id(user_id, "user_id", "user id")
-    client = _redis(get_store())
+    client = redis_client(get_store())
     if client is None:
         raise NotImplementedHere("no server-side history without Redis: nothing to erase")
     history_store.delete_user(client, user_id)

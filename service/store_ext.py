@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import redis
 from flask import Flask, current_app
 
 from service.store.base import ArticleMeta, Neighbour, RelatedRead, Store, VersionInfo
@@ -71,6 +72,14 @@ class VersionCache(Store):
     def close(self) -> None:
         """Delegated."""
         self.inner.close()
+
+
+def redis_client(store: Store) -> redis.Redis | None:
+    """The Redis client behind an app store, or ``None`` in embedded mode."""
+    from service.store.redis_store import RedisStore
+
+    inner = getattr(store, "inner", store)  # VersionCache wraps the real store
+    return inner.client if isinstance(inner, RedisStore) else None
 
 
 def get_store() -> Store:

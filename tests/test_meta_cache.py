@@ -180,3 +180,18 @@ def test_a_cached_row_whose_list_is_gone_reads_as_unknown(redis_client: redis.Re
     redis_client.hdel(keys.index_key(V), "x")
     assert store.related_articles(V, "x") is None
     assert store.meta_cache is not None and store.meta_cache.row_of("x") is None
+
+
+def test_the_scope_never_goes_back_to_an_older_seq() -> None:
+    # Two requests read the live version around an update and report in either order.
+    cache = MetaCache(10)
+    a = ArticleMeta("a", "A", "", "", None, "", (), ())
+    cache.use("v1", 6)
+    cache.put(("v1", 6), [(0, a)])
+    cache.use("v1", 5)
+    assert cache.scope == ("v1", 6) and cache.get([0]) == [a]
+    cache.put(("v1", 5), [(1, a)])  # a reader that fetched before the update
+    assert cache.get([1]) == [None]
+    # Another version (a rollback) is always taken.
+    cache.use("v0", 2)
+    assert cache.scope == ("v0", 2) and cache.get([0]) == [None]

@@ -13,7 +13,7 @@ from service import create_app, keys
 from service.publish import publish
 from service.store.base import ArticleMeta, LazyMetas, Neighbour, RelatedRead, Store
 from service.store.local_store import LocalStore
-from service.store.redis_store import RedisStore, _meta
+from service.store.redis_store import RedisStore, decode_meta
 from service.store_ext import VersionCache
 from tests.service_fixtures import loaded_model
 from tests.test_redis_store import V, write_version
@@ -105,11 +105,11 @@ def test_fast_meta_decoding_agrees_with_the_layout_decoder() -> None:
         "a-1", 'Tïtle "q"', "https://x.test/a", "World", None, "", ["A", "B"], ["a", "b"]
     )
     record = keys.decode_meta(blob)
-    assert _meta(blob) == ArticleMeta(
+    assert decode_meta(blob) == ArticleMeta(
         **{**record, "tags": tuple(record["tags"]), "tag_keys": tuple(record["tag_keys"])}
     )
     with pytest.raises(ValueError):
-        _meta(json.dumps(["a-1", "t"]).encode())
+        decode_meta(json.dumps(["a-1", "t"]).encode())
 
 
 def test_lazy_metas_decode_only_what_is_read() -> None:
@@ -117,7 +117,7 @@ def test_lazy_metas_decode_only_what_is_read() -> None:
 
     def decode(raw: bytes) -> ArticleMeta | None:
         decoded.append(raw)
-        return None if raw == b"none" else _meta(raw)
+        return None if raw == b"none" else decode_meta(raw)
 
     blobs = [keys.encode_meta(f"a{i}", "", "", "", None, "", [], []) for i in range(5)]
     metas = LazyMetas([*blobs, b"none"], decode)
