@@ -327,13 +327,21 @@ def evaluate_cases(
         return fill([], order, set(case.history), DEPTH)
 
     with_sections = affinity > 0 and sections is not None
-    methods: dict[str, Callable[[ReplayCase], list[str]]] = {}
-    if weight > 0:
-        label = f"prior {weight:g}" + (f", affinity {affinity:g}" if affinity else "")
-        methods[f"for-you, {label} (as served: then popular)"] = served(config)
-        if affinity:
-            no_affinity = replace(config, section_affinity=0.0)
-            methods[f"for-you, prior {weight:g} (as served: then popular)"] = served(no_affinity)
+
+    def with_prior(
+        make: Callable[[RankingConfig], Callable[[ReplayCase], list[str]]], suffix: str
+    ) -> dict[str, Callable[[ReplayCase], list[str]]]:
+        """The configured prior (and, with an affinity, the same prior without it)."""
+        out: dict[str, Callable[[ReplayCase], list[str]]] = {}
+        if weight > 0:
+            label = f"prior {weight:g}" + (f", affinity {affinity:g}" if affinity else "")
+            out[f"for-you, {label}{suffix}"] = make(config)
+            if affinity:
+                no_affinity = replace(config, section_affinity=0.0)
+                out[f"for-you, prior {weight:g}{suffix}"] = make(no_affinity)
+        return out
+
+    methods = with_prior(served, " (as served: then popular)")
     methods["for-you, no prior (as served: then popular)"] = served(plain)
     methods["for-you, no prior (history only)"] = lambda case: personal(case, plain)
     if with_sections:
@@ -384,13 +392,7 @@ def evaluate_cases(
         scores = in_sections(case)
         return sorted(base(case), key=lambda a: (-scores.get(a, 0.0), -counts[a]))
 
-    candidate_methods: dict[str, Callable[[ReplayCase], list[str]]] = {}
-    if weight > 0:
-        label = f"prior {weight:g}" + (f", affinity {affinity:g}" if affinity else "")
-        candidate_methods[f"for-you, {label}"] = by_score(config)
-        if affinity:
-            no_affinity = replace(config, section_affinity=0.0)
-            candidate_methods[f"for-you, prior {weight:g}"] = by_score(no_affinity)
+    candidate_methods = with_prior(by_score, "")
     candidate_methods["for-you, no prior"] = by_score(plain)
     if with_sections:
         candidate_methods[f"popular in your sections, affinity {affinity:g}"] = by_sections
