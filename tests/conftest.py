@@ -5,11 +5,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
 from pytest_redis import factories
+
+if TYPE_CHECKING:
+    from models.artifact import LoadedModel
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_ARTICLES = REPO / "data" / "sample" / "reuters-sample.jsonl"
@@ -33,3 +36,30 @@ def redis_url(redisdb: redis.Redis, redis_proc: Any) -> Iterator[str]:
 def redis_client(redisdb: redis.Redis) -> redis.Redis:
     """A client of the same empty database as ``redis_url``."""
     return redisdb
+
+
+# The API tests' model: trained once per session on the test corpus (tests/service_fixtures.py).
+# Imported inside the fixtures: service_fixtures imports this module.
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session model's directory (a module defining its own ``model_dir`` overrides it)."""
+    from tests.service_fixtures import trained_model_dir
+
+    return trained_model_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    """The session model, loaded."""
+    from tests.service_fixtures import loaded_model
+
+    return loaded_model(tmp_path_factory)
+
+
+@pytest.fixture
+def published(redis_url: str, redis_client: redis.Redis, loaded: LoadedModel) -> str:
+    """The session model published to the (empty) test Redis; returns the Redis URL."""
+    from service.publish import publish
+
+    publish(redis_client, loaded)
+    return redis_url

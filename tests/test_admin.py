@@ -11,18 +11,13 @@ import redis
 from flask import Flask, jsonify
 
 from service import ConfigError, auth, keys
-from tests.service_fixtures import embedded_app, redis_app, trained_model_dir
+from tests.service_fixtures import embedded_app, redis_app
 
 TOKEN = "s3cret-admin-token-0123456789abcdef"
 # Writing methods no browser-facing route may offer without the admin token.
 ADMIN_METHODS = {"PUT", "PATCH", "DELETE"}
 # POST routes that are public on purpose: a read with a body, and the widget's event beacon.
 PUBLIC_POSTS = {"/v1/recommendations", "/v1/events"}
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_model_dir(tmp_path_factory)
 
 
 def with_admin_route(app: Flask) -> Flask:

@@ -16,16 +16,14 @@ from flask.testing import FlaskClient
 
 from models.artifact import LoadedModel
 from models.records import read_articles
-from service import keys, publish
+from service import keys
 from service.openapi import spec_bytes
 from service.writer import Writer
 from tests.conftest import SAMPLE_ARTICLES
 from tests.service_fixtures import (
     N_ARTICLES,
     embedded_app,
-    loaded_model,
     redis_app,
-    trained_model_dir,
 )
 
 TOKEN = "s3cret-admin-token-0123456789abcdef"
@@ -40,22 +38,6 @@ NEW = {
     "published_at": "1987-03-19T10:00:00+01:00",
     "url": "https://news.example/new-1",
 }
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    return loaded_model(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_model_dir(tmp_path_factory)
-
-
-@pytest.fixture
-def published(redis_url: str, redis_client: redis.Redis, loaded: LoadedModel) -> str:
-    publish.publish(redis_client, loaded)
-    return redis_url
 
 
 @pytest.fixture

@@ -20,32 +20,15 @@ from models.ranking import RankingConfig, published_timestamp, recommend
 from service import keys
 from service.foryou_source import store_source
 from service.openapi import spec_bytes
-from service.publish import publish
 from service.store.local_store import LocalStore
-from tests.service_fixtures import NOW, embedded_app, loaded_model, redis_app, trained_model_dir
+from tests.service_fixtures import NOW, embedded_app, redis_app
 
 URL = "/v1/recommendations"
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    return loaded_model(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_model_dir(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
 def embedded(model_dir: Path) -> Flask:
     return embedded_app(model_dir)
-
-
-@pytest.fixture
-def published(redis_url: str, redis_client: redis.Redis, loaded: LoadedModel) -> str:
-    publish(redis_client, loaded)
-    return redis_url
 
 
 @pytest.fixture

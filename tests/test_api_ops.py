@@ -18,20 +18,10 @@ from models.artifact import LoadedModel
 from service import ConfigError, create_app
 from service.store.base import ArticleMeta, Neighbour, Store, VersionInfo
 from service.store.local_store import LocalStore
-from tests.service_fixtures import embedded_app, loaded_model, redis_app, trained_model_dir
+from tests.service_fixtures import embedded_app, redis_app
 
 UNREACHABLE = "redis://127.0.0.1:1/0"
 RELATED = "/v1/articles/{}/related"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_model_dir(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    return loaded_model(tmp_path_factory)
 
 
 @pytest.fixture

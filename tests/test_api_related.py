@@ -24,22 +24,10 @@ from tests.service_fixtures import (
     BUILT_AT,
     NOW,
     embedded_app,
-    loaded_model,
     redis_app,
-    trained_model_dir,
 )
 
 URL = "/v1/articles/{}/related"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_model_dir(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    return loaded_model(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -491,14 +479,6 @@ def test_no_cors_headers_without_an_allow_list(client: FlaskClient, source_id: s
 
 
 # ------------------------------------------------------------------------------- Redis mode
-
-
-@pytest.fixture
-def published(redis_url: str, redis_client: redis.Redis, loaded: LoadedModel) -> str:
-    """The session model published to the (empty) test Redis; returns the Redis URL."""
-    publish = pytest.importorskip("service.publish", reason="service/publish.py not written yet")
-    publish.publish(redis_client, loaded)
-    return redis_url
 
 
 def test_redis_mode_answers_like_embedded_mode(

@@ -10,30 +10,12 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from models.artifact import LoadedModel
 from service import ConfigError, keys
 from service.history import HistorySettings, trending_weights
-from service.publish import publish
-from tests.service_fixtures import NOW, embedded_app, loaded_model, redis_app, trained_model_dir
+from tests.service_fixtures import NOW, embedded_app, redis_app
 
 TOKEN = "s3cret-admin-token-0123456789"
 EVENTS = "/v1/events"
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    return loaded_model(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_model_dir(tmp_path_factory)
-
-
-@pytest.fixture
-def published(redis_url: str, redis_client: redis.Redis, loaded: LoadedModel) -> str:
-    publish(redis_client, loaded)
-    return redis_url
 
 
 def client_for(url: str, **config: object) -> FlaskClient:

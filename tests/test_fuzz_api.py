@@ -24,7 +24,7 @@ from service import create_app, keys
 from service.openapi import spec_bytes
 from service.store.base import ArticleMeta, Neighbour, Store, VersionInfo
 from service.store.local_store import LocalStore
-from tests.service_fixtures import embedded_app, loaded_model, redis_app, trained_model_dir
+from tests.service_fixtures import embedded_app, redis_app
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
@@ -38,16 +38,6 @@ SPEC = json.loads(spec_bytes())
 SERVER_ERROR_CHECK = next(c for c in CHECKS.get_all() if c.__name__ == "not_a_server_error")
 ADMIN_TOKEN = "fuzz-admin-token-0123456789"
 RELATED = "/v1/articles/{}/related"
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    return loaded_model(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_model_dir(tmp_path_factory)
 
 
 @pytest.fixture(params=["embedded", "redis"])

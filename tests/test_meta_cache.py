@@ -15,13 +15,7 @@ from service.publish import publish
 from service.related import render
 from service.store.base import ArticleMeta, RelatedRead
 from service.store.redis_store import MetaCache, RedisStore
-from tests.service_fixtures import loaded_model
 from tests.test_redis_store import V, meta, write_version
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    return loaded_model(tmp_path_factory)
 
 
 def plain(read: RelatedRead | None) -> tuple[object, ...] | None:

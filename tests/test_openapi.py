@@ -11,18 +11,13 @@ from flask import Flask
 from models.artifact import LoadedModel
 from service.openapi import spec_bytes
 from tests.conftest import REPO
-from tests.service_fixtures import embedded_app, loaded_model, redis_app, trained_model_dir
+from tests.service_fixtures import embedded_app, redis_app, trained_model_dir
 
 openapi_spec_validator = pytest.importorskip("openapi_spec_validator")
 jsonschema = pytest.importorskip("jsonschema")
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}  # added to every route by Flask
 IGNORED_ENDPOINTS = {"static"}  # Flask's static files, when service/static exists
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    return loaded_model(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

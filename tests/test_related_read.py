@@ -15,15 +15,9 @@ from service.store.base import ArticleMeta, LazyMetas, Neighbour, RelatedRead, S
 from service.store.local_store import LocalStore
 from service.store.redis_store import RedisStore, decode_meta
 from service.store_ext import VersionCache
-from tests.service_fixtures import loaded_model
 from tests.test_redis_store import V, write_version
 
 URL = "/v1/articles/{}/related"
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    return loaded_model(tmp_path_factory)
 
 
 def plain(read: RelatedRead | None) -> tuple[object, ...] | None:

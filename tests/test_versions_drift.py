@@ -11,12 +11,6 @@ from click.testing import CliRunner, Result
 from models.artifact import LoadedModel
 from scripts.publish_cmd import versions_command
 from service import keys, publish
-from tests.service_fixtures import loaded_model
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    return loaded_model(tmp_path_factory)
 
 
 def versions(url: str, *args: str, env: dict[str, str] | None = None) -> Result:

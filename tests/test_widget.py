@@ -16,21 +16,11 @@ from service.demo import CARD_REM, GAP_REM, HEADING_REM, paragraphs, reserved_he
 from service.store.local_store import LocalStore
 from service.widget import load_widget
 from tests.conftest import REPO
-from tests.service_fixtures import embedded_app, loaded_model, trained_model_dir
+from tests.service_fixtures import embedded_app
 
 WIDGET = REPO / "service" / "static" / "widget.js"
 # The README states the gzipped size; this bound keeps the widget small as it evolves.
 MAX_GZIPPED = 8 * 1024
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return trained_model_dir(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    return loaded_model(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
