@@ -18,8 +18,10 @@ For the Reuters corpus and for a synthetic corpus of ``--size`` articles generat
    n_jobs=2)`` on the blended matrix; ``kneighbors`` for ``--nn-sample`` random query rows,
    extrapolated linearly to every row, with sparse_dot_topn timed on the same rows.
 
+4. The model's own top-k (``models.topk.top_k``, the tiled kernel) on the same matrix, all
+   rows, k neighbours: how much of the gap to the baselines is the top-k itself.
+
 Experiments (clearly labelled in the output, never used for the pass/fail rows):
-``--topk-estimate`` times the top-k pool on one contiguous block of rows and extrapolates, and
 ``--svd-experiments`` times the SVD stage at other settings.
 
 Every target is a ratio against baselines measured in the same run: the machine is shared.
@@ -231,6 +233,8 @@ class Baselines:
     n: int
     shape: tuple[int, int]
     nnz: int
+    # models.topk.top_k on the same matrix, all rows (the model's own top-k, k neighbours).
+    model_topk: float
     extra: dict[str, float] = field(default_factory=dict)
     # CPU seconds (all threads of this process) of the same steps, by step name.
     cpu: dict[str, float] = field(default_factory=dict)
@@ -316,6 +320,13 @@ def run_baselines(
     sp_matmul_topn(matrix[sample], transposed, top_n=k + 1, n_threads=THREADS)
     sdt_sample = time.perf_counter() - t0
     print(f"  NN sample {nn_time:.1f}s, sdt sample {sdt_sample:.2f}s ({sample.size} rows)")
+    from models.topk import top_k
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    top_k(matrix, k, n_threads=THREADS)
+    model_topk = time.perf_counter() - t0
+    cpu["model top-k"] = time.process_time() - c0
+    print(f"  models.topk.top_k all rows {model_topk:.1f}s (sdt {sdt_full:.1f}s)")
     result = Baselines(
         read,
         timings["text"],
@@ -328,56 +339,12 @@ def run_baselines(
         n,
         matrix.shape,
         int(matrix.nnz),
+        model_topk,
         cpu=cpu,
     )
-    if experiments.get("topk_sample"):
-        result.extra.update(topk_block_estimate(matrix, transposed, nn_sample, seed))
     if experiments.get("svd"):
         result.extra.update(svd_experiments(matrix))
     return result
-
-
-def topk_block_estimate(
-    matrix: sp.csr_matrix, transposed: sp.csr_matrix, rows: int, seed: int, pool: int = 100
-) -> dict[str, float]:
-    """Cost of the top-k pool on one contiguous block of rows, extrapolated to all rows.
-
-    Mirrors one iteration of ``models.topk.top_k`` (contiguous because ``_select`` finds self
-    by row offset) and counts rows recomputed for ties: an ESTIMATE, and a tie-rate check.
-    """
-    import models.topk as topk
-
-    n = matrix.shape[0]
-    rows = min(rows, n)
-    start = int(np.random.default_rng(seed).integers(0, n - rows + 1))
-    block_rows = matrix[start : start + rows]
-    out: dict[str, float] = {}
-    original = topk._exact_row
-    # k + 2 as in models.topk.top_k: self plus one candidate beyond the cut-off.
-    for name, top_n, select in (("current", pool + 2, topk._select),):
-        ids = np.full((n, pool), -1, dtype=np.int32)
-        scores = np.full((n, pool), np.nan)
-        redone = [0]
-
-        def count_exact(*args: Any, _r: list[int] = redone) -> None:
-            _r[0] += 1
-            original(*args)
-
-        topk._exact_row = count_exact  # type: ignore[assignment]
-        try:
-            t0 = time.perf_counter()
-            block = topk.sp_matmul_topn(
-                block_rows, transposed, top_n=top_n, sort=False, n_threads=THREADS
-            )
-            select(block, start, pool, 0.0, matrix, transposed, ids, scores)
-            spent = time.perf_counter() - t0
-        finally:
-            topk._exact_row = original
-        out[f"top-k pool {name}: block s"] = spent
-        out[f"top-k pool {name}: rows recomputed"] = float(redone[0])
-        out[f"top-k pool {name}: extrapolated s"] = spent * n / rows
-        print(f"  top-k pool {name}: {spent:.1f}s for {rows} rows, {redone[0]} recomputed")
-    return out
 
 
 def svd_experiments(matrix: sp.csr_matrix) -> dict[str, float]:
@@ -454,13 +421,15 @@ def report(results: list[tuple[str, Baselines, list[TrainRun]]], args: argparse.
         "Baseline details (seconds, this run):",
         "",
         "| corpus | matrix | read | text TF-IDF fit | tag fit + blend | sdt top-k all rows"
-        " | NN fit | NN kneighbors sample | sdt same sample | NN/sdt on sample |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        " | models.topk all rows | sdt/models.topk | NN fit | NN kneighbors sample"
+        " | sdt same sample | NN/sdt on sample |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for corpus, base, _ in results:
         lines.append(
             f"| {corpus} | {base.shape[0]:,} x {base.shape[1]:,}, nnz {base.nnz:,}"
             f" | {base.read:.1f} | {base.text_fit:.1f} | {base.tag_fit:.1f} | {base.sdt_full:.1f}"
+            f" | {base.model_topk:.1f} | {base.sdt_full / base.model_topk:.2f}x"
             f" | {base.nn_fit:.2f} | {base.nn_sample:.1f} ({base.sample:,} rows)"
             f" | {base.sdt_sample:.2f} | {base.nn_sample / base.sdt_sample:.1f}x |"
         )
@@ -512,7 +481,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-timeout", type=float, help="kill recs train after N seconds")
     parser.add_argument("--skip-train", action="store_true", help="baselines only")
     parser.add_argument("--svd-experiments", action="store_true")
-    parser.add_argument("--topk-estimate", action="store_true", help="per-block top-k estimate")
     parser.add_argument("--no-stage-timers", action="store_true", help="plain `recs` binary")
     args = parser.parse_args(argv)
 
@@ -536,7 +504,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"generated {synthetic} in {time.perf_counter() - t0:.0f}s")
         corpora.append((f"synthetic {args.size // 1000}k (from Reuters)", synthetic))
 
-    experiments = {"svd": args.svd_experiments, "topk_sample": args.topk_estimate}
+    experiments = {"svd": args.svd_experiments}
     results: list[tuple[str, Baselines, list[TrainRun]]] = []
     for name, path in corpora:
         print(f"== {name}: {path}", flush=True)

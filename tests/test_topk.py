@@ -96,3 +96,77 @@ def test_zero_rows_and_stored_zeros_have_no_neighbours() -> None:
 def test_rejects_bad_k() -> None:
     with pytest.raises(ValueError, match="k must be"):
         top_k(sp.csr_matrix(np.eye(3)), 0)
+
+
+@pytest.mark.parametrize(("tile", "seed"), [(1, 0), (2, 1), (3, 2), (7, 3), (64, 4)])
+def test_matches_oracle_across_column_tiles(
+    monkeypatch: pytest.MonkeyPatch, tile: int, seed: int
+) -> None:
+    # Real corpora need many tiles (8,192 columns each); small tiles put every case of the
+    # tile loop (a row's neighbours in other tiles, its own tile, a short last tile) in reach.
+    from models import topk_kernel
+
+    monkeypatch.setattr(topk_kernel, "TILE_COLUMNS", tile)
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 90))
+    matrix = random_rows(seed, n, int(rng.integers(3, 30)), float(rng.uniform(0.1, 0.5)))
+    k = int(rng.integers(1, 15))
+    min_score = float(rng.choice([0.0, 0.2]))
+    ids, scores = top_k(matrix, k, min_score=min_score, block_rows=int(rng.integers(1, 40)))
+    want_ids, want_scores = dense_top_k(matrix, k, min_score=min_score)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_allclose(
+        np.nan_to_num(scores, nan=-1), np.nan_to_num(want_scores, nan=-1), atol=1e-9
+    )
+
+
+@pytest.mark.parametrize("tile", [1, 2, 5, 8192])
+def test_ties_across_tiles_keep_the_lowest_rows(monkeypatch: pytest.MonkeyPatch, tile: int) -> None:
+    # Twenty copies of one row spread over many tiles: every pair ties at 1.0, so each copy's
+    # top 4 must be the four lowest other copies, whichever tile they arrive from.
+    from models import topk_kernel
+
+    monkeypatch.setattr(topk_kernel, "TILE_COLUMNS", tile)
+    other = np.array([[0.0, 1.0, 1.0]])
+    dense = np.vstack([other] * 3 + [np.array([[1.0, 2.0, 0.0]])] * 20)
+    ids, scores = top_k(normalize(sp.csr_matrix(dense)), 4)
+    for row in range(3, 23):
+        want = [col for col in range(3, 23) if col != row][:4]
+        np.testing.assert_array_equal(ids[row], want)
+    np.testing.assert_array_equal(ids[22], [3, 4, 5, 6])
+
+
+def test_min_score_boundary_is_inclusive() -> None:
+    # Scores exactly equal to min_score are kept (">= min_score"), as in the oracle.
+    dense = np.array([[1.0, 0.0], [1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    matrix = sp.csr_matrix(dense)
+    ids, scores = top_k(matrix, 3, min_score=0.6)
+    np.testing.assert_array_equal(ids[0], [1, 2, -1])
+    np.testing.assert_allclose(scores[0, :2], [1.0, 0.6])
+    want_ids, _ = dense_top_k(matrix, 3, min_score=0.6)
+    np.testing.assert_array_equal(ids, want_ids)
+
+
+def test_thread_count_does_not_change_the_result() -> None:
+    matrix = random_rows(11, 300, 40, 0.15)
+    one = top_k(matrix, 12, n_threads=1, block_rows=37)
+    two = top_k(matrix, 12, n_threads=2, block_rows=300)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
+
+
+def test_pair_scores_are_the_same_number_both_ways() -> None:
+    # Both directions sum the shared columns in column order, so (i, j) and (j, i) agree to
+    # the bit: a pair can never be in one list and "tied but cut" from the other.
+    matrix = random_rows(5, 200, 30, 0.2)
+    ids, scores = top_k(matrix, 15)
+    position = {
+        (row, int(col)): scores[row, rank]
+        for row in range(ids.shape[0])
+        for rank, col in enumerate(ids[row])
+        if col >= 0
+    }
+    both = [(pair, score) for pair, score in position.items() if pair[::-1] in position]
+    assert len(both) > 100
+    for (row, col), score in both:
+        assert score == position[(col, row)]
