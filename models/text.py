@@ -71,6 +71,52 @@ class TextVectorizer:
             raise ValueError(f"title_weight must be >= 0, got {self.title_weight}")
         if len(titles) != len(bodies):
             raise ValueError("titles and bodies must have the same length")
+        if self.ngram_max > 1 or self.max_features is not None:
+            # n-grams across the title/body seam and max_features' frequency ranking follow
+            # scikit-learn's own fit over the joined text.
+            counts = self._fit_joined(titles, bodies)
+        else:
+            counts = self._fit_once(titles, bodies)
+        self._transformer = TfidfTransformer(sublinear_tf=self.sublinear_tf, norm="l2")
+        matrix = self._transformer.fit_transform(counts)
+        self.idf_ = self._transformer.idf_.astype(np.float64)
+        return sp.csr_matrix(matrix)
+
+    def _fit_once(self, titles: Sequence[str], bodies: Sequence[str]) -> sp.csr_matrix:
+        """Vocabulary and weighted counts from one tokenisation of every title and body.
+
+        The same vocabulary as scikit-learn's fit over ``title + "\\n" + body`` (document
+        frequency counted per article, the same min_df/max_df rules, terms sorted), without
+        tokenising each text twice more to count it: a fifth of ``recs train`` at 200k.
+        """
+        counter = CountVectorizer(**{**self._counter().get_params(), "min_df": 1, "max_df": 1.0})
+        try:
+            both = sp.csr_matrix(counter.fit_transform([*titles, *bodies]))
+        except ValueError:
+            raise ValueError("no usable words in any title or body") from None
+        n = len(titles)
+        title_counts, body_counts = both[:n], both[n:]
+        doc_freq = np.bincount(
+            sp.csr_matrix(title_counts + body_counts).indices, minlength=both.shape[1]
+        )
+        high = self.max_df if isinstance(self.max_df, int) else self.max_df * n
+        low = self.min_df if isinstance(self.min_df, int) else self.min_df * n
+        keep = (doc_freq <= high) & (doc_freq >= low)
+        if high < low or not keep.any():
+            # What scikit-learn rejects (too few documents for min_df, or nothing left): keep
+            # every term so that a tiny corpus still trains, as _fit_joined does.
+            keep[:] = True
+        columns = np.flatnonzero(keep)
+        terms = counter.get_feature_names_out()
+        self.vocabulary_ = {str(terms[c]): i for i, c in enumerate(columns)}
+        counts = sp.csr_matrix(
+            self.title_weight * title_counts[:, columns] + body_counts[:, columns]
+        )
+        counts.sort_indices()
+        return counts
+
+    def _fit_joined(self, titles: Sequence[str], bodies: Sequence[str]) -> sp.csr_matrix:
+        """scikit-learn's fit over the joined title and body, then the weighted counts."""
         joined = [f"{t}\n{b}" for t, b in zip(titles, bodies, strict=True)]
         counter = self._counter()
         try:
@@ -83,12 +129,8 @@ class TextVectorizer:
                 counter.fit(joined)
             except ValueError:
                 raise ValueError("no usable words in any title or body") from None
-        self.vocabulary_: dict[str, int] = {t: int(i) for t, i in counter.vocabulary_.items()}
-        counts = self._weighted_counts(titles, bodies)
-        self._transformer = TfidfTransformer(sublinear_tf=self.sublinear_tf, norm="l2")
-        matrix = self._transformer.fit_transform(counts)
-        self.idf_ = self._transformer.idf_.astype(np.float64)
-        return sp.csr_matrix(matrix)
+        self.vocabulary_ = {t: int(i) for t, i in counter.vocabulary_.items()}
+        return self._weighted_counts(titles, bodies)
 
     def transform(self, titles: Sequence[str], bodies: Sequence[str]) -> sp.csr_matrix:
         """TF-IDF rows for new articles with the fitted vocabulary and IDF (unknown words drop)."""
