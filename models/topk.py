@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -10,6 +11,10 @@ import scipy.sparse as sp
 
 # Rows per kernel call: paces the progress bar (each call is split across the threads).
 DEFAULT_BLOCK_ROWS = 4096
+# One kernel run at a time per process: it already uses every core, and numba's portable
+# "workqueue" threading layer (used where no OpenMP runtime is found) aborts the process when
+# two threads launch parallel kernels at once.
+_KERNEL_LOCK = threading.Lock()
 
 
 def default_threads() -> int:
@@ -57,28 +62,30 @@ def top_k(
     # Lazy: numba costs ~1 s to import, and only batch training runs this.
     from models import topk_kernel
 
-    topk_kernel.set_threads(default_threads() if n_threads is None else n_threads)
     tile = topk_kernel.TILE_COLUMNS
     starts, local, weights = topk_kernel.tile_postings(matrix, tile)
     indptr = matrix.indptr.astype(np.int64)
     indices = matrix.indices.astype(np.int32)
     data = np.ascontiguousarray(matrix.data, dtype=np.float64)
+    threads = default_threads() if n_threads is None else n_threads
     for start in range(0, n_rows, block_rows):
         stop = min(start + block_rows, n_rows)
-        topk_kernel.rows_top_k(
-            indptr,
-            indices,
-            data,
-            starts,
-            local,
-            weights,
-            tile,
-            start,
-            stop,
-            float(min_score),
-            scores,
-            ids,
-        )
+        with _KERNEL_LOCK:
+            topk_kernel.set_threads(threads)
+            topk_kernel.rows_top_k(
+                indptr,
+                indices,
+                data,
+                starts,
+                local,
+                weights,
+                tile,
+                start,
+                stop,
+                float(min_score),
+                scores,
+                ids,
+            )
         if progress is not None:
             progress(stop - start)
     return ids, scores

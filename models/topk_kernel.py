@@ -13,10 +13,20 @@ only batch training needs, not the API.
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import numba
 import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
+
+# numba caches the compiled kernel beside this file; an installed package is often read-only
+# (the Docker image runs as an unprivileged user), and numba then refuses to define a cached
+# function at all. A private temp directory keeps the ~7 s compile to once per machine boot.
+if not numba.config.CACHE_DIR and not os.access(Path(__file__).parent, os.W_OK):  # type: ignore[attr-defined]
+    numba.config.CACHE_DIR = str(Path(tempfile.gettempdir()) / "related-stories-numba")  # type: ignore[attr-defined]
 
 # Columns per tile: 8,192 float64 accumulators (64 KB) sit in L1/L2. 4,096-16,384 measured
 # within 10% of each other on Reuters; 8,192 was the fastest.

@@ -170,3 +170,15 @@ def test_pair_scores_are_the_same_number_both_ways() -> None:
     assert len(both) > 100
     for (row, col), score in both:
         assert score == position[(col, row)]
+
+
+def test_concurrent_calls_from_threads_give_the_serial_result() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    matrices = [random_rows(seed, 150, 30, 0.2) for seed in range(4)]
+    serial = [top_k(m, 7) for m in matrices]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threaded = list(pool.map(lambda m: top_k(m, 7, block_rows=25), matrices))
+    for (want_ids, want_scores), (ids, scores) in zip(serial, threaded, strict=True):
+        np.testing.assert_array_equal(ids, want_ids)
+        np.testing.assert_array_equal(scores, want_scores)
