@@ -1,8 +1,11 @@
 """Server-side reading history and trending counts in Redis (no Flask; see service/keys.py).
 
 A reader's history is a capped list, most recent first, that expires ``ttl`` after the last
-event. Every event also adds one to the article's count in the bucket of its UTC hour; trending
-is the union of the last ``window_hours`` buckets, each weighted ``0.5 ** (age / half_life)``.
+event. An event also adds one to the article's count in the bucket of its UTC hour, unless the
+reader's stored history already holds the article (a reader counts once per article, so one
+reader reloading a page cannot lift it into everyone's box); anonymous events always count.
+Trending is the union of the last ``window_hours`` buckets, each weighted
+``0.5 ** (age / half_life)``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,20 @@ from service.store.base import StoreUnavailable
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
 # Trending ids kept per computation: enough to fill a box after section and read filters.
 TRENDING_LIMIT = 500
+
+# KEYS: history, trending bucket; ARGV: article, max items, history ttl, bucket ttl. One script
+# so that "was it already read?" and the count cannot interleave with the reader's next event.
+RECORD_READ_LUA = """
+local seen = redis.call('LREM', KEYS[1], 0, ARGV[1])
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if seen == 0 then
+  redis.call('ZINCRBY', KEYS[2], 1, ARGV[1])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
+return seen
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,22 +66,25 @@ def record_event(
     user_id: str | None,
     now: float,
     settings: HistorySettings,
-) -> None:
-    """Append ``article_id`` to the user's history (if any) and count it for trending."""
-    hour = int(now // 3600)
-    bucket = keys.trending_key(hour)
-    pipe = client.pipeline(transaction=True)
-    if user_id is not None:
-        history = keys.user_history_key(user_id)
-        # A re-read moves the article to the front instead of listing it twice.
-        pipe.lrem(history, 0, article_id)
-        pipe.lpush(history, article_id)
-        pipe.ltrim(history, 0, settings.max_items - 1)
-        pipe.expire(history, settings.ttl_seconds)
-    pipe.zincrby(bucket, 1, article_id)
+) -> bool:
+    """Append ``article_id`` to the user's history (if any) and count it for trending.
+
+    A re-read moves the article to the front of the history instead of listing it twice, and
+    does not count for trending again. Returns whether the event counted for trending.
+    """
+    bucket = keys.trending_key(int(now // 3600))
     # A bucket lives as long as the window can still read it.
-    pipe.expire(bucket, (settings.window_hours + 1) * 3600)
-    call(pipe.execute)
+    bucket_ttl = (settings.window_hours + 1) * 3600
+    if user_id is None:
+        pipe = client.pipeline(transaction=True)
+        pipe.zincrby(bucket, 1, article_id)
+        pipe.expire(bucket, bucket_ttl)
+        call(pipe.execute)
+        return True
+    script = client.register_script(RECORD_READ_LUA)
+    keys_ = [keys.user_history_key(user_id), bucket]
+    args: list[str | int] = [article_id, settings.max_items, settings.ttl_seconds, bucket_ttl]
+    return int(call(lambda: script(keys=keys_, args=args))) == 0
 
 
 def user_history(client: redis.Redis, user_id: str, limit: int) -> list[str]:

@@ -11,7 +11,7 @@ import redis
 from flask.testing import FlaskClient
 
 from service import ConfigError, keys
-from service.history import HistorySettings, trending_weights
+from service.history import HistorySettings, record_event, trending_weights
 from tests.service_fixtures import NOW, embedded_app, redis_app
 
 TOKEN = "s3cret-admin-token-0123456789"
@@ -63,6 +63,39 @@ def test_events_count_in_hourly_trending_buckets(published: str, redis_client: r
     assert redis_client.zscore(bucket, "a") == 2.0
     assert 0 < redis_client.ttl(bucket) <= 25 * 3600
     assert not redis_client.keys(keys.USER_ROOT + "*")
+
+
+def test_a_reader_counts_once_per_article_for_trending(
+    published: str, redis_client: redis.Redis
+) -> None:
+    # One reader reloading a page must not lift it into every reader's box: a repeat of an
+    # article still in the reader's history moves it to the front but does not count again.
+    client = client_for(published, HISTORY_MAX=3)
+    bucket = keys.trending_key(int(NOW.timestamp() // 3600))
+    for _ in range(5):
+        client.post(EVENTS, json={"user_id": "reloader", "article_id": "hot"})
+    assert redis_client.zscore(bucket, "hot") == 1.0
+    client.post(EVENTS, json={"user_id": "second-reader", "article_id": "hot"})
+    client.post(EVENTS, json={"article_id": "hot"})  # anonymous: no history, always counts
+    client.post(EVENTS, json={"article_id": "hot"})
+    assert redis_client.zscore(bucket, "hot") == 4.0
+    # Once the article has left the capped history, reading it again is a new read.
+    for article_id in ["x", "y", "z", "hot"]:
+        client.post(EVENTS, json={"user_id": "reloader", "article_id": article_id})
+    assert stored(redis_client, "reloader") == ["hot", "z", "y"]
+    assert redis_client.zscore(bucket, "hot") == 5.0
+    assert redis_client.zscore(bucket, "x") == 1.0
+
+
+def test_record_event_says_whether_it_counted(redis_client: redis.Redis) -> None:
+    settings = HistorySettings(max_items=10)
+    now = NOW.timestamp()
+    assert record_event(redis_client, "a", "u-count", now, settings) is True
+    assert record_event(redis_client, "a", "u-count", now, settings) is False
+    assert record_event(redis_client, "a", None, now, settings) is True
+    bucket = keys.trending_key(int(now // 3600))
+    assert redis_client.zscore(bucket, "a") == 2.0
+    assert 0 < redis_client.ttl(bucket) <= 25 * 3600
 
 
 def test_trending_weights_decay_by_hour() -> None:
