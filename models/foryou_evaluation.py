@@ -148,15 +148,21 @@ def popularity_counts(impressions: Iterable[Impression], known: Mapping[str, Any
 def click_events(
     impressions: Iterable[Impression], known: Mapping[str, Any]
 ) -> list[tuple[float, str]]:
-    """(Unix time, article id) of every click on a corpus article in the log, oldest first:
-    what the API's ``/v1/events`` would have counted for trending."""
-    events = [
-        (datetime.fromisoformat(impression.time).timestamp(), article_id)
+    """(Unix time, article id) of the clicks on corpus articles in the log, oldest first: what
+    the API's ``/v1/events`` would have counted for trending, where a reader counts once per
+    article (service/history.py; here the reader's first click, as a history holds 50 reads)."""
+    clicks = sorted(
+        (datetime.fromisoformat(impression.time).timestamp(), article_id, impression.user_id)
         for impression in impressions
         for article_id in impression.clicked
         if article_id in known
-    ]
-    events.sort()
+    )
+    seen: set[tuple[str, str]] = set()
+    events = []
+    for time, article_id, user_id in clicks:
+        if (user_id, article_id) not in seen:
+            seen.add((user_id, article_id))
+            events.append((time, article_id))
     return events
 
 

@@ -125,14 +125,17 @@ def test_trending_at_replays_the_api_buckets() -> None:
     assert [a for a, _ in got] == ["b", "a", "d"]
     assert [c for _, c in got] == pytest.approx([0.5 ** (1 / 6) + 0.5, 1.0, 0.5 ** (23 / 6)])
     assert trending_at(events, moment, limit=1) == got[:1]
-    # Clicks on corpus articles only, oldest first.
+    # Clicks on corpus articles only, oldest first, a reader's first click on an article only
+    # (the API counts a reader once per article).
     log = [
         Impression("2", "U2", "2019-11-12T15:00:00Z", [], [("a", True), ("N9", True)]),
         Impression("1", "U1", "2019-11-12T14:00:00Z", [], [("b", True), ("c", False)]),
+        Impression("3", "U1", "2019-11-12T16:00:00Z", [], [("b", True), ("a", True)]),
     ]
     assert click_events(log, {i: Meta(i) for i in CORPUS}) == [
         (at("2019-11-12T14:00:00+00:00").timestamp(), "b"),
         (at("2019-11-12T15:00:00+00:00").timestamp(), "a"),
+        (at("2019-11-12T16:00:00+00:00").timestamp(), "a"),
     ]
 
 
