@@ -53,6 +53,11 @@ class ModelConfig:
     random_state: int = 0
 
     def __post_init__(self) -> None:
+        # A JSON 1 for a max_df is a share (all articles), not scikit-learn's "one document".
+        for name in ("text_max_df", "tag_max_df"):
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, name, float(value))
         checks: list[tuple[bool, str]] = [
             (isinstance(self.k, int) and 1 <= self.k <= 1000, "k must be an integer in 1..1000"),
             (0.0 <= self.alpha <= 1.0, "alpha must be in [0, 1]"),
@@ -63,12 +68,12 @@ class ModelConfig:
                 self.strip_accents in (None, "unicode", "ascii"),
                 "strip_accents must be 'unicode', 'ascii' or null",
             ),
-            (self.text_min_df >= 1, "text_min_df must be >= 1"),
-            (0.0 < self.text_max_df <= 1.0, "text_max_df must be in (0, 1]"),
+            (_count(self.text_min_df), "text_min_df must be an integer >= 1 (articles)"),
+            (_share(self.text_max_df), "text_max_df must be a number in (0, 1]"),
             (self.ngram_max in (1, 2, 3), "ngram_max must be 1, 2 or 3"),
             (self.max_features is None or self.max_features > 0, "max_features must be > 0"),
-            (self.tag_min_df >= 1, "tag_min_df must be >= 1"),
-            (0.0 < self.tag_max_df <= 1.0, "tag_max_df must be in (0, 1]"),
+            (_count(self.tag_min_df), "tag_min_df must be an integer >= 1 (articles)"),
+            (_share(self.tag_max_df), "tag_max_df must be a number in (0, 1]"),
             (self.rerank_pool >= 1, "rerank_pool must be >= 1"),
             (0.0 <= self.rerank_weight <= 1.0, "rerank_weight must be in [0, 1]"),
             (self.rerank_components >= 2, "rerank_components must be >= 2"),
@@ -119,3 +124,11 @@ class ModelConfig:
                 f"config file {path}: invalid JSON ({exc.msg}, line {exc.lineno})"
             ) from None
         return cls.from_dict(data, source=f"config file {path}")
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _share(value: object) -> bool:
+    return isinstance(value, float) and 0.0 < value <= 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
@@ -89,6 +90,9 @@ class TextVectorizer:
         frequency counted per article, the same min_df/max_df rules, terms sorted), without
         tokenising each text twice more to count it: a fifth of ``recs train`` at 200k.
         """
+        # The pruning below reads min_df/max_df itself, so check them as scikit-learn's own fit
+        # would (an int >= 1 is a document count, a float in [0, 1] a share of the articles).
+        self._counter()._validate_params()
         counter = CountVectorizer(**{**self._counter().get_params(), "min_df": 1, "max_df": 1.0})
         try:
             both = sp.csr_matrix(counter.fit_transform([*titles, *bodies]))
@@ -99,8 +103,8 @@ class TextVectorizer:
         doc_freq = np.bincount(
             sp.csr_matrix(title_counts + body_counts).indices, minlength=both.shape[1]
         )
-        high = self.max_df if isinstance(self.max_df, int) else self.max_df * n
-        low = self.min_df if isinstance(self.min_df, int) else self.min_df * n
+        high = self.max_df if isinstance(self.max_df, Integral) else self.max_df * n
+        low = self.min_df if isinstance(self.min_df, Integral) else self.min_df * n
         keep = (doc_freq <= high) & (doc_freq >= low)
         if high < low or not keep.any():
             # What scikit-learn rejects (too few documents for min_df, or nothing left): keep

@@ -51,9 +51,12 @@ def top_k(
     if block_rows < 1:
         raise ValueError(f"block_rows must be >= 1, got {block_rows}")
     matrix = sp.csr_matrix(matrix, dtype=np.float64)
-    if not matrix.has_sorted_indices:
+    if not matrix.has_canonical_format or (matrix.data == 0).any():
+        # Duplicates summed (else a pair's score would depend on how it was stored, and (i, j)
+        # and (j, i) could differ in the last bit) and stored zeros dropped (dead postings).
         matrix = matrix.copy()
-        matrix.sort_indices()
+        matrix.sum_duplicates()
+        matrix.eliminate_zeros()
     n_rows = matrix.shape[0]
     ids = np.full((n_rows, k), -1, dtype=np.int32)
     scores = np.full((n_rows, k), np.nan, dtype=np.float64)
@@ -85,6 +88,7 @@ def top_k(
                 float(min_score),
                 scores,
                 ids,
+                topk_kernel.SPARSE_SCAN_POSTINGS,
             )
         if progress is not None:
             progress(stop - start)

@@ -22,17 +22,39 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
-# numba caches the compiled kernel beside this file; an installed package is often read-only
-# (the Docker image runs as an unprivileged user), and numba then refuses to define a cached
-# function at all. A private temp directory keeps the ~7 s compile to once per machine boot.
-if not numba.config.CACHE_DIR and not os.access(Path(__file__).parent, os.W_OK):  # type: ignore[attr-defined]
-    numba.config.CACHE_DIR = str(Path(tempfile.gettempdir()) / "related-stories-numba")  # type: ignore[attr-defined]
+
+def _private_cache_dir() -> str:
+    """A cache directory only this user can write: numba loads (unpickles) what it finds there."""
+    path = Path(tempfile.gettempdir()) / f"related-stories-numba-{os.getuid()}"
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        info = path.lstat()
+        if path.is_symlink() or info.st_uid != os.getuid() or info.st_mode & 0o022:
+            raise PermissionError(f"{path} is not this user's own private directory")
+        return str(path)
+    except OSError:
+        return tempfile.mkdtemp(prefix="related-stories-numba-")
+
+
+def _writable(directory: Path) -> bool:
+    return os.access(directory if directory.exists() else directory.parent, os.W_OK)
+
+
+# numba caches the compiled kernel in __pycache__ beside this file; an installed package is
+# often read-only (the Docker image runs as an unprivileged user whose HOME is read-only too),
+# and numba then refuses to define a cached function at all. A per-user directory keeps the
+# ~7 s compile to once per machine boot.
+if not numba.config.CACHE_DIR and not _writable(Path(__file__).parent / "__pycache__"):  # type: ignore[attr-defined]
+    numba.config.CACHE_DIR = _private_cache_dir()  # type: ignore[attr-defined]
 
 # Columns per tile: 8,192 float64 accumulators (64 KB) sit in L1/L2. 4,096-16,384 measured
 # within 10% of each other on Reuters; 8,192 was the fastest.
 TILE_COLUMNS = 8192
 # Rows a thread takes at a time: they share the tile's postings while those are in cache.
 ROWS_PER_TASK = 32
+# Postings in a tile up to which a row's touched columns are sorted and visited rather than the
+# whole tile scanned: sorting m columns beats scanning 8,192 slots up to m ~ 256.
+SPARSE_SCAN_POSTINGS = 256
 
 
 def tile_postings(
@@ -127,6 +149,25 @@ def _sort_heap(scores: np.ndarray, ids: np.ndarray, size: int) -> None:
         _sift_down(scores, ids, end, 0)
 
 
+@njit(cache=True, inline="always")
+def _offer(
+    heap_scores: np.ndarray,
+    heap_ids: np.ndarray,
+    size: int,
+    bar: float,
+    score: float,
+    col: int,
+    row: int,
+) -> tuple[int, float]:
+    """Give one column to a row's heap if it qualifies; returns the new (size, bar)."""
+    k = heap_scores.shape[0]
+    if score > 0.0 and score >= bar and (size < k or score > bar) and col != row:
+        size = _push(heap_scores, heap_ids, size, score, col)
+        if size == k and heap_scores[0] > bar:
+            bar = heap_scores[0]
+    return size, bar
+
+
 @njit(parallel=True, cache=True)
 def rows_top_k(
     indptr: np.ndarray,
@@ -141,6 +182,7 @@ def rows_top_k(
     min_score: float,
     out_scores: np.ndarray,
     out_ids: np.ndarray,
+    sparse_limit: int,
 ) -> None:
     """Exact top-k of rows ``[first_row, stop_row)`` against every row, written to the outputs.
 
@@ -148,7 +190,9 @@ def rows_top_k(
     descending, lower row on ties), self excluded, only scores > 0 and >= ``min_score``; the
     rest of the row is NaN / -1. Columns reach a row in ascending order, so a column that only
     ties the current k-th score would rank below it and is never let in: ties resolve to the
-    lower row without a second pass.
+    lower row without a second pass. A row with at most ``sparse_limit`` postings in a tile has
+    its touched columns sorted and visited instead of the whole tile scanned (sparse rows, e.g.
+    a tags-only model, would otherwise cost n^2 whatever the sparsity).
     """
     k = out_scores.shape[1]
     n_tiles = starts.shape[1] - 1
@@ -157,6 +201,7 @@ def rows_top_k(
         row0 = first_row + task * ROWS_PER_TASK
         row1 = min(row0 + ROWS_PER_TASK, stop_row)
         acc = np.zeros(tile_columns, dtype=np.float64)
+        touched = np.empty(sparse_limit + 1, dtype=np.int64)
         sizes = np.zeros(row1 - row0, dtype=np.int64)
         for tile in range(n_tiles):
             col0 = tile * tile_columns
@@ -164,23 +209,43 @@ def rows_top_k(
                 heap_scores = out_scores[row]
                 heap_ids = out_ids[row]
                 size = sizes[row - row0]
+                postings = 0
                 for p in range(indptr[row], indptr[row + 1]):
                     term = indices[p]
                     value = data[p]
-                    for q in range(starts[term, tile], starts[term, tile + 1]):
+                    first, stop = starts[term, tile], starts[term, tile + 1]
+                    postings += stop - first
+                    for q in range(first, stop):
                         acc[local[q]] += value * weights[q]
+                if postings == 0:
+                    continue
                 bar = min_score
                 if size == k and heap_scores[0] > bar:
                     bar = heap_scores[0]
-                for j in range(tile_columns):
-                    score = acc[j]
-                    if score != 0.0:
-                        acc[j] = 0.0
-                        if score > 0.0 and score >= bar and (size < k or score > bar):
-                            if col0 + j != row:
-                                size = _push(heap_scores, heap_ids, size, score, col0 + j)
-                                if size == k and heap_scores[0] > bar:
-                                    bar = heap_scores[0]
+                if postings <= sparse_limit:
+                    m = 0
+                    for p in range(indptr[row], indptr[row + 1]):
+                        term = indices[p]
+                        for q in range(starts[term, tile], starts[term, tile + 1]):
+                            touched[m] = local[q]
+                            m += 1
+                    cols = touched[:m]
+                    cols.sort()
+                    for j in cols:
+                        score = acc[j]
+                        if score != 0.0:  # a column listed twice is zero the second time
+                            acc[j] = 0.0
+                            size, bar = _offer(
+                                heap_scores, heap_ids, size, bar, score, col0 + j, row
+                            )
+                else:
+                    for j in range(tile_columns):
+                        score = acc[j]
+                        if score != 0.0:
+                            acc[j] = 0.0
+                            size, bar = _offer(
+                                heap_scores, heap_ids, size, bar, score, col0 + j, row
+                            )
                 sizes[row - row0] = size
         for row in range(row0, row1):
             size = sizes[row - row0]

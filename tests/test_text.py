@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 
+from models.config import ModelConfig
 from models.records import read_articles
 from models.text import TextVectorizer
 from tests.conftest import SAMPLE_ARTICLES
@@ -69,3 +70,42 @@ def test_pruning_that_scikit_learn_rejects_keeps_every_term() -> None:
 def test_only_stop_words_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="no usable words"):
         TextVectorizer().fit_transform(["The and of"], ["it is a"])
+
+
+def test_numpy_integers_are_document_counts(sample: tuple[list[str], list[str]]) -> None:
+    # scikit-learn reads any Integral as a document count; so must the one-pass fit.
+    titles, bodies = sample
+    plain = TextVectorizer(min_df=5, max_df=40)
+    plain.fit_transform(titles, bodies)
+    numpy_ints = TextVectorizer(min_df=np.int64(5), max_df=np.int32(40))  # type: ignore[arg-type]
+    numpy_ints.fit_transform(titles, bodies)
+    assert numpy_ints.vocabulary_ == plain.vocabulary_
+    assert len(plain.vocabulary_) < 5000
+
+
+@pytest.mark.parametrize(("name", "value"), [("min_df", 2.0), ("min_df", 0), ("max_df", 1.5)])
+def test_invalid_pruning_settings_are_refused_by_name(name: str, value: float) -> None:
+    with pytest.raises(ValueError, match=f"'{name}' parameter"):
+        TextVectorizer(**{name: value}).fit_transform(["Cocoa talks"], ["Ghana cocoa"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"text_min_df": 2.0}, "text_min_df must be an integer"),
+        ({"tag_min_df": True}, "tag_min_df must be an integer"),
+        ({"text_max_df": 0}, "text_max_df must be a number in"),
+        ({"tag_max_df": "all"}, "tag_max_df must be a number in"),
+    ],
+)
+def test_config_pruning_types(settings: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ModelConfig.from_dict(settings)
+
+
+def test_config_max_df_one_means_every_article() -> None:
+    # JSON has no float 1.0 vs int 1 distinction a user would notice; scikit-learn would read
+    # the int as "one document" and prune every word seen twice.
+    config = ModelConfig.from_dict({"text_max_df": 1, "tag_max_df": 1})
+    assert config.text_max_df == 1.0 and isinstance(config.text_max_df, float)
+    assert config.tag_max_df == 1.0 and isinstance(config.tag_max_df, float)

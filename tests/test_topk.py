@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -98,15 +100,21 @@ def test_rejects_bad_k() -> None:
         top_k(sp.csr_matrix(np.eye(3)), 0)
 
 
-@pytest.mark.parametrize(("tile", "seed"), [(1, 0), (2, 1), (3, 2), (7, 3), (64, 4)])
+@pytest.mark.parametrize(
+    ("tile", "sparse", "seed"),
+    [(1, 0, 0), (2, 0, 1), (3, 2, 2), (7, 0, 3), (7, 10**9, 5), (64, 0, 4), (64, 10**9, 6)],
+)
 def test_matches_oracle_across_column_tiles(
-    monkeypatch: pytest.MonkeyPatch, tile: int, seed: int
+    monkeypatch: pytest.MonkeyPatch, tile: int, sparse: int, seed: int
 ) -> None:
     # Real corpora need many tiles (8,192 columns each); small tiles put every case of the
     # tile loop (a row's neighbours in other tiles, its own tile, a short last tile) in reach.
+    # ``sparse``: postings up to which a row's touched columns are visited instead of the tile
+    # scanned (0: always scan; 10**9: never scan).
     from models import topk_kernel
 
     monkeypatch.setattr(topk_kernel, "TILE_COLUMNS", tile)
+    monkeypatch.setattr(topk_kernel, "SPARSE_SCAN_POSTINGS", sparse)
     rng = np.random.default_rng(seed)
     n = int(rng.integers(20, 90))
     matrix = random_rows(seed, n, int(rng.integers(3, 30)), float(rng.uniform(0.1, 0.5)))
@@ -120,13 +128,16 @@ def test_matches_oracle_across_column_tiles(
     )
 
 
-@pytest.mark.parametrize("tile", [1, 2, 5, 8192])
-def test_ties_across_tiles_keep_the_lowest_rows(monkeypatch: pytest.MonkeyPatch, tile: int) -> None:
+@pytest.mark.parametrize(("tile", "sparse"), [(1, 0), (2, 0), (5, 0), (8192, 0), (5, 10**9)])
+def test_ties_across_tiles_keep_the_lowest_rows(
+    monkeypatch: pytest.MonkeyPatch, tile: int, sparse: int
+) -> None:
     # Twenty copies of one row spread over many tiles: every pair ties at 1.0, so each copy's
     # top 4 must be the four lowest other copies, whichever tile they arrive from.
     from models import topk_kernel
 
     monkeypatch.setattr(topk_kernel, "TILE_COLUMNS", tile)
+    monkeypatch.setattr(topk_kernel, "SPARSE_SCAN_POSTINGS", sparse)
     other = np.array([[0.0, 1.0, 1.0]])
     dense = np.vstack([other] * 3 + [np.array([[1.0, 2.0, 0.0]])] * 20)
     ids, scores = top_k(normalize(sp.csr_matrix(dense)), 4)
@@ -182,3 +193,50 @@ def test_concurrent_calls_from_threads_give_the_serial_result() -> None:
     for (want_ids, want_scores), (ids, scores) in zip(serial, threaded, strict=True):
         np.testing.assert_array_equal(ids, want_ids)
         np.testing.assert_array_equal(scores, want_scores)
+
+
+def test_very_sparse_rows_match_the_oracle_on_the_visiting_path() -> None:
+    # Two or three tags out of many: few postings per row, so the default limit sends every
+    # row down the "visit the touched columns" path; results must not depend on the path.
+    rng = np.random.default_rng(8)
+    n, tags = 3000, 900
+    rows = np.repeat(np.arange(n), 3)
+    cols = rng.integers(0, tags, size=rows.size)
+    matrix = normalize(sp.csr_matrix((rng.uniform(0.5, 2, rows.size), (rows, cols)), (n, tags)))
+    ids, scores = top_k(matrix, 5)
+    want_ids, want_scores = dense_top_k(matrix, 5)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_allclose(
+        np.nan_to_num(scores, nan=-1), np.nan_to_num(want_scores, nan=-1), atol=1e-12
+    )
+
+
+def test_duplicate_entries_are_summed_before_scoring() -> None:
+    # Row 1 stores one column as two entries, row 2 stores their sum: the rows are equal, so
+    # they tie everywhere and the lower row must come first, and (i, j) must equal (j, i).
+    data = np.array([0.7, 0.3, 0.5, 0.8, 0.9, 0.1])
+    indices = np.array([0, 0, 1, 1, 0, 1])
+    matrix = sp.csr_matrix((data, indices, np.array([0, 1, 4, 6])), shape=(3, 2))
+    assert not matrix.has_canonical_format
+    canonical = matrix.copy()
+    canonical.sum_duplicates()
+    ids, scores = top_k(matrix, 2)
+    want_ids, want_scores = top_k(canonical, 2)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(scores, want_scores)
+    np.testing.assert_array_equal(ids, dense_top_k(canonical, 2)[0])
+
+
+def test_kernel_cache_directory_is_private(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # numba unpickles what it finds in its cache directory: a directory someone else could
+    # have planted (here: world-writable) must not be used.
+    import tempfile
+
+    from models import topk_kernel
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    own = Path(topk_kernel._private_cache_dir())
+    assert own.parent == tmp_path and own.stat().st_mode & 0o777 == 0o700
+    own.chmod(0o777)
+    other = Path(topk_kernel._private_cache_dir())
+    assert other != own and other.stat().st_mode & 0o077 == 0
