@@ -88,12 +88,13 @@ class TextVectorizer:
 
         The same vocabulary as scikit-learn's fit over ``title + "\\n" + body`` (document
         frequency counted per article, the same min_df/max_df rules, terms sorted), without
-        tokenising each text twice more to count it: a fifth of ``recs train`` at 200k.
+        tokenising each text twice more to count it (text fit 33 s -> 18 s at 200k articles).
         """
+        pruned = self._counter()
         # The pruning below reads min_df/max_df itself, so check them as scikit-learn's own fit
         # would (an int >= 1 is a document count, a float in [0, 1] a share of the articles).
-        self._counter()._validate_params()
-        counter = CountVectorizer(**{**self._counter().get_params(), "min_df": 1, "max_df": 1.0})
+        pruned._validate_params()
+        counter = CountVectorizer(**{**pruned.get_params(), "min_df": 1, "max_df": 1.0})
         try:
             both = sp.csr_matrix(counter.fit_transform([*titles, *bodies]))
         except ValueError:
