@@ -29,6 +29,7 @@ from scripts.common import (
     CliError,
     articles_option,
     config_file_option,
+    model_option,
     on_error_option,
     tag_aliases_option,
 )
@@ -145,14 +146,7 @@ def _published_line(result: pub.PublishResult) -> str:
 
 
 @click.command("publish")
-@click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    envvar="RECS_MODEL_DIR",
-    type=click.Path(path_type=Path),
-    help="Model directory written by 'recs train' (env RECS_MODEL_DIR).",
-)
+@model_option
 @redis_url_option
 @keep_option
 @click.option(

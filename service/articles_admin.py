@@ -25,6 +25,7 @@ from models.records import ID_PATTERN, RecordError, article_from_mapping
 from service import keys, updates
 from service.auth import admin_required
 from service.errors import ApiError, BadRequest, NotFound
+from service.history import call
 from service.store.base import Store, StoreUnavailable
 from service.store_ext import get_store, redis_client
 
@@ -54,10 +55,7 @@ def live_drift(store: Store, version: str) -> dict[str, Any] | None:
     client = redis_client(store)
     if client is None:
         return None
-    try:
-        info = client.hgetall(keys.info_key(version))
-    except TRANSIENT as exc:
-        raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+    info = call(lambda: client.hgetall(keys.info_key(version)), TRANSIENT)
     return updates.drift(info, float(current_app.config["RETRAIN_DRIFT"]))
 
 
@@ -175,10 +173,7 @@ def put_article(article_id: str) -> Response:
     client = _client()
     wait = _wait()
     article = _article(article_id)
-    try:
-        entry = updates.enqueue_upsert(client, article, by="api")
-    except TRANSIENT as exc:
-        raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+    entry = call(lambda: updates.enqueue_upsert(client, article, by="api"), TRANSIENT)
     return _apply(client, "upsert", article_id, entry, wait)
 
 
@@ -189,10 +184,7 @@ def delete_article(article_id: str) -> Response:
     _path_id(article_id)
     client = _client()
     wait = _wait()
-    try:
-        entry = updates.enqueue_delete(client, article_id, by="api")
-    except TRANSIENT as exc:
-        raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+    entry = call(lambda: updates.enqueue_delete(client, article_id, by="api"), TRANSIENT)
     return _apply(client, "delete", article_id, entry, wait)
 
 

@@ -52,11 +52,12 @@ class HistorySettings:
     cache_seconds: float = 10.0
 
 
-def call(action: Callable[[], Any]) -> Any:
-    """Run a Redis action; connection trouble becomes :class:`StoreUnavailable` (a 503)."""
+def call(action: Callable[[], Any], errors: tuple[type[Exception], ...] = TRANSIENT) -> Any:
+    """Run a Redis action; connection trouble (or ``errors``) becomes :class:`StoreUnavailable`
+    (a 503)."""
     try:
         return action()
-    except TRANSIENT as exc:
+    except errors as exc:
         raise StoreUnavailable(f"redis unavailable: {exc}") from exc
 
 
