@@ -75,6 +75,10 @@ def on_starting(server: Any) -> None:
         Path(directory).mkdir(parents=True)
     # Modules only: no app, no connections, no metric files exist before a worker builds them.
     import service  # noqa: F401
+    from service import server_errors
+
+    # gunicorn's own 400/414/431 answers (request line or headers over the limits) in JSON.
+    server_errors.install()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -17,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,13 +30,15 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from models import jsonsafe
 from models.config import ModelConfig
 from models.model import RelatedModel, tag_vectorizer, text_vectorizer
-from models.records import Article, article_from_mapping, write_articles_jsonl
+from models.records import Article, RecordError, article_from_mapping, write_articles_jsonl
 
 FORMAT = "related-stories-model"
 FORMAT_VERSION = 1
 FILES = ("arrays.npz", "vocabulary.json", "tags.json", "articles.jsonl")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -160,27 +164,49 @@ def source_as_of(manifest: Mapping[str, Any]) -> str:
 
 
 def load_model(path: str | Path, *, verify: bool = True) -> LoadedModel:
-    """Read a model directory; ``verify`` checks every file's checksum first."""
+    """Read a model directory; ``verify`` checks every file's checksum first.
+
+    Whatever is wrong with the directory (a hand-edited manifest, a truncated or foreign file)
+    is an :class:`ArtifactError` naming the file.
+    """
     path = Path(path)
     manifest = read_manifest(path)
     if verify:
-        for name, expected in manifest.get("files", {}).items():
+        for name, expected in manifest["files"].items():
             if _sha256(path / name) != expected:
                 raise ArtifactError(f"{path / name}: checksum mismatch; the model is corrupt")
     config = ModelConfig.from_dict(manifest["config"], source=f"{path}/manifest.json config")
-    with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
-        data = {name: arrays[name] for name in arrays.files}
-    terms = json.loads((path / "vocabulary.json").read_text(encoding="utf-8"))
-    tag_info = json.loads((path / "tags.json").read_text(encoding="utf-8"))
+    data = _read_arrays(path / "arrays.npz")
+    terms = _read_json(path / "vocabulary.json")
+    tag_info = _read_json(path / "tags.json")
     articles = _read_articles(path / "articles.jsonl")
+    try:
+        model = _assemble(config, manifest, data, terms, tag_info, articles)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        # Only reachable when the checksums were skipped or rewritten with the files.
+        reason = f"{type(exc).__name__}: {exc}"
+        raise ArtifactError(f"{path}: corrupt model directory ({reason})") from None
+    if model.neighbours_.shape[0] != len(articles):
+        raise ArtifactError(f"{path}: arrays and articles.jsonl disagree on the article count")
+    return LoadedModel(model=model, manifest=manifest, articles=articles, path=path)
 
+
+def _assemble(
+    config: ModelConfig,
+    manifest: Mapping[str, Any],
+    data: dict[str, np.ndarray],
+    terms: Any,
+    tag_info: Any,
+    articles: list[Article],
+) -> RelatedModel:
+    """A fitted :class:`RelatedModel` from the decoded files of a model directory."""
     model = RelatedModel(config=config)
     model.ids_ = [a.id for a in articles]
     model.index_ = {article_id: row for row, article_id in enumerate(model.ids_)}
-    vocabulary = {term: i for i, term in enumerate(terms)}
+    vocabulary = {term: i for i, term in enumerate(_strings(terms, "vocabulary.json"))}
     model.text_ = text_vectorizer(config).set_fitted(vocabulary, data["text_idf"])
     tags = tag_vectorizer(config)
-    tags.vocabulary_ = {tag: i for i, tag in enumerate(tag_info["tags"])}
+    tags.vocabulary_ = {tag: i for i, tag in enumerate(_strings(tag_info["tags"], "tags.json"))}
     tags.idf_ = data["tag_idf"]
     tags.document_frequency_ = np.asarray(tag_info["df"], dtype=np.int64)
     tags.n_documents_ = int(tag_info["n_documents"])
@@ -193,9 +219,13 @@ def load_model(path: str | Path, *, verify: bool = True) -> LoadedModel:
     model.rerank_active_ = bool(manifest["counts"]["rerank_active"])
     model.latent_ = data.get("latent")
     model.svd_components_ = data.get("svd_components")
-    if model.neighbours_.shape[0] != len(articles):
-        raise ArtifactError(f"{path}: arrays and articles.jsonl disagree on the article count")
-    return LoadedModel(model=model, manifest=manifest, articles=articles, path=path)
+    return model
+
+
+def _strings(value: Any, name: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"{name}: expected a list of strings")
+    return value
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
@@ -203,12 +233,9 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_dir():
         raise ArtifactError(f"{path}: no such model directory")
-    try:
-        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: not a model directory (no manifest.json)") from None
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path}/manifest.json: invalid JSON ({exc.msg})") from None
+    if not (path / "manifest.json").is_file():
+        raise ArtifactError(f"{path}: not a model directory (no manifest.json)")
+    manifest = _read_json(path / "manifest.json")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"{path}/manifest.json: not a {FORMAT} manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -216,10 +243,57 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             f"{path}: model format version {manifest.get('format_version')} is not supported"
             f" (this build reads {FORMAT_VERSION}); retrain the model"
         )
+    _check_manifest(manifest, path / "manifest.json")
     missing = [name for name in FILES if not (path / name).is_file()]
     if missing:
         raise ArtifactError(f"{path}: incomplete model directory, missing {', '.join(missing)}")
     return manifest
+
+
+def _check_manifest(manifest: dict[str, Any], source: Path) -> None:
+    """The keys load_model relies on, and ``files`` naming exactly the files save writes.
+
+    ``files`` drives the checksum pass, so an entry like ``../../etc/hostname`` or
+    ``/dev/zero`` would be opened (and the latter read forever) if it were trusted.
+    """
+    for key, kind, noun in (
+        ("version", str, "a string"),
+        ("config", dict, "an object"),
+        ("counts", dict, "an object"),
+        ("files", dict, "an object"),
+    ):
+        if not isinstance(manifest.get(key), kind):
+            raise ArtifactError(f"{source}: '{key}' is missing or not {noun}")
+    files = manifest["files"]
+    for name, checksum in files.items():
+        if name not in FILES:
+            raise ArtifactError(
+                f"{source}: 'files' entry {name[:80]!r} is not a model file"
+                f" (expected {', '.join(FILES)})"
+            )
+        if not isinstance(checksum, str) or not _SHA256.fullmatch(checksum):
+            raise ArtifactError(f"{source}: 'files' entry {name!r} has no valid sha256 checksum")
+    unlisted = [name for name in FILES if name not in files]
+    if unlisted:
+        raise ArtifactError(f"{source}: 'files' lists no checksum for {', '.join(unlisted)}")
+
+
+def _read_json(path: Path) -> Any:
+    """One JSON file of a model directory; every failure is an ArtifactError naming it."""
+    try:
+        return jsonsafe.loads(path.read_bytes())
+    except jsonsafe.JSONInputError as exc:
+        raise ArtifactError(f"{path}:{exc.line or 1}: {exc.reason}") from None
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return {name: arrays[name] for name in arrays.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ArtifactError(f"{path}: not a readable array file ({exc})") from None
 
 
 def _write_files(model: RelatedModel, articles: list[Article], directory: Path) -> None:
@@ -264,9 +338,20 @@ def _csr(data: dict[str, np.ndarray], prefix: str) -> sp.csr_matrix:
 
 def _read_articles(path: Path) -> list[Article]:
     articles = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            articles.append(article_from_mapping(json.loads(line), source=str(path), line=number))
+    try:
+        with open(path, encoding="utf-8", newline="\n") as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    record = jsonsafe.loads(line)
+                except jsonsafe.JSONInputError as exc:
+                    raise ArtifactError(f"{path}:{number}: {exc.reason}") from None
+                articles.append(article_from_mapping(record, source=str(path), line=number))
+    except RecordError as exc:
+        raise ArtifactError(str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(f"{path}: not valid UTF-8 ({exc.reason})") from None
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return articles
 
 

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from models import jsonsafe
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -114,15 +116,15 @@ class ModelConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> ModelConfig:
-        """Read a JSON config file (any subset of the fields)."""
+        """Read a JSON config file (any subset of the fields); errors say ``FILE:LINE: why``."""
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            data = jsonsafe.loads(Path(path).read_bytes())
         except FileNotFoundError:
             raise ValueError(f"config file {path}: no such file") from None
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"config file {path}: invalid JSON ({exc.msg}, line {exc.lineno})"
-            ) from None
+        except OSError as exc:
+            raise ValueError(f"config file {path}: cannot read ({exc.strerror or exc})") from None
+        except jsonsafe.JSONInputError as exc:
+            raise ValueError(f"config file {path}:{exc.line or 1}: {exc.reason}") from None
         return cls.from_dict(data, source=f"config file {path}")
 
 

@@ -18,11 +18,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from models import jsonsafe
+
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 KNOWN_FIELDS = ("id", "title", "body", "tags", "section", "published_at", "url", "image_url")
 OnError = Literal["fail", "skip"]
 # How many bad records one failed read reports before it stops listing them.
 MAX_REPORTED_ERRORS = 20
+# The longest CSV cell accepted. Far above any article body; what reaches it is usually an
+# unclosed quote that swallowed the rest of the file into one cell.
+CSV_FIELD_LIMIT = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,29 +294,57 @@ def _jsonl_records(text: str, source: str) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield (
-                number,
-                RecordError(
-                    source, number, None, f"invalid JSON ({exc.msg} at column {exc.colno})"
-                ),
-            )
+            yield number, jsonsafe.loads(line)
+        except jsonsafe.JSONInputError as exc:
+            yield number, RecordError(source, number, None, exc.reason)
 
 
 def _csv_records(text: str, source: str) -> Iterator[tuple[int, Any]]:
+    # The csv module's default cell limit (128 KiB) is below a long article body, and after
+    # its "field larger than field limit" error the parser resumes in the middle of the record,
+    # reading the rest of the cell as rows. So parse with a limit no cell of this text can
+    # reach and enforce CSV_FIELD_LIMIT per record, which keeps every later record intact.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames or "id" not in reader.fieldnames:
+    try:
+        header = reader.fieldnames
+    except csv.Error as exc:
+        raise CorpusError(f"{source}:{max(reader.line_num, 1)}: bad CSV header ({exc})") from None
+    if not header or "id" not in header:
         raise CorpusError(f"{source}:1: CSV header must include an 'id' column")
-    for row in reader:
-        number = reader.line_num
-        if None in row:
-            yield number, RecordError(source, number, None, "more cells than header columns")
+    rows = iter(reader)
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            number = reader.line_num
+            yield number, RecordError(source, number, None, f"bad CSV ({exc})")
             continue
-        record: dict[str, Any] = {key: value for key, value in row.items() if value is not None}
-        tags = record.get("tags")
-        record["tags"] = [t for t in tags.split("|")] if tags else []
-        yield number, record
+        yield reader.line_num, _csv_record(row, source, start, reader.line_num)
+
+
+def _csv_record(row: dict[Any, Any], source: str, start: int, end: int) -> Any:
+    """One CSV row as a record dict (tags split at ``|``), or the RecordError it makes."""
+    if None in row:
+        return RecordError(source, end, None, "more cells than header columns")
+    record: dict[str, Any] = {key: value for key, value in row.items() if value is not None}
+    for key, value in record.items():
+        if len(value) > CSV_FIELD_LIMIT:
+            hint = ""
+            if start < end:
+                hint = f"; the record spans lines {start}-{end}: an unclosed quote?"
+            return RecordError(
+                source,
+                start,
+                key,
+                f"{len(value):,} characters, over the {CSV_FIELD_LIMIT:,}-character limit{hint}",
+            )
+    tags = record.get("tags")
+    record["tags"] = [t for t in tags.split("|")] if tags else []
+    return record
 
 
 def _type_name(value: Any) -> str:

@@ -29,20 +29,27 @@ def load_aliases(path: str | Path) -> dict[str, str]:
     """Read an alias file: one ``old -> new`` per line, ``#`` comments; both sides normalised."""
     aliases: dict[str, str] = {}
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ValueError(f"tag alias file {path}: no such file") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"tag alias file {path}: not valid UTF-8") from None
-    for number, line in enumerate(lines, start=1):
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"tag alias file {path}: not valid UTF-8 ({exc.reason})") from None
+    except OSError as exc:
+        raise ValueError(f"tag alias file {path}: cannot read ({exc.strerror or exc})") from None
+    # Split on "\n" only, so line numbers match an editor's (splitlines() also splits at
+    # form feeds, U+2028 and other characters).
+    for number, raw_line in enumerate(text.split("\n"), start=1):
+        line = raw_line.removesuffix("\r")
         content = line.split("#", 1)[0].strip()
         if not content:
             continue
         if "->" not in content:
-            raise ValueError(f"tag alias file {path}:{number}: expected 'old -> new', got {line!r}")
+            raise ValueError(
+                f"tag alias file {path}:{number}: expected 'old -> new', got {line[:80]!r}"
+            )
         old, new = (normalize_tag(part) for part in content.split("->", 1))
         if not old or not new:
-            raise ValueError(f"tag alias file {path}:{number}: empty tag in {line!r}")
+            raise ValueError(f"tag alias file {path}:{number}: empty tag in {line[:80]!r}")
         aliases[old] = new
     return aliases
 

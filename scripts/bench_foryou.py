@@ -34,6 +34,7 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -48,7 +49,8 @@ from scripts.bench_serve import (
     start_redis,
     wait_http,
 )
-from service.history import HistorySettings, record_event
+from service import keys
+from service.history import HistorySettings, Reader, record_event
 
 RELATED_PATH = "/v1/articles/{}/related?k=6"
 FORYOU_PATH = "/v1/recommendations?k=6&history={}"
@@ -100,8 +102,11 @@ def record_events(client: redis.Redis, ids: list[str], count: int) -> None:
     weights = [1.0 / rank for rank in range(1, len(ranked) + 1)]
     settings = HistorySettings()
     now = time.time()
-    for article_id in rng.choices(ranked, weights=weights, k=count):
-        record_event(client, article_id, None, now, settings)
+    current: Any = client.get(keys.CURRENT)
+    version = current.decode()
+    # Trending counts readers: each event from its own anonymous reader.
+    for n, article_id in enumerate(rng.choices(ranked, weights=weights, k=count)):
+        record_event(client, version, article_id, Reader("a", f"bench-{n}"), now, settings)
 
 
 def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:

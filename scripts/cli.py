@@ -30,6 +30,7 @@ from scripts.import_cmd import import_group
 from scripts.publish_cmd import COMMANDS as PUBLISH_COMMANDS
 from scripts.publish_cmd import publish_after_train
 from scripts.serve_cmd import serve
+from scripts.sign_user_cmd import sign_user
 from scripts.update_cmd import COMMANDS as UPDATE_COMMANDS
 
 
@@ -43,6 +44,7 @@ cli.add_command(import_group)
 cli.add_command(serve)
 cli.add_command(evaluate)
 cli.add_command(evaluate_foryou_cmd)
+cli.add_command(sign_user)
 for _command in [*PUBLISH_COMMANDS, *UPDATE_COMMANDS]:
     cli.add_command(_command)
 
@@ -292,21 +294,26 @@ def similarity(
 def _read_pairs(path: Path, known: dict[str, int]) -> list[tuple[int, tuple[str, str]]]:
     """Read a TSV of id pairs, failing on the first malformed line with its number."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise CliError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise CliError(f"{path}: not valid UTF-8") from None
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{path}: not valid UTF-8 ({exc.reason})") from None
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read ({exc.strerror or exc})") from None
     out = []
-    for number, line in enumerate(lines, start=1):
+    # Split on "\n" only: splitlines() also splits at form feeds and U+2028, which would put
+    # the reported line numbers off from an editor's.
+    for number, raw_line in enumerate(text.split("\n"), start=1):
+        line = raw_line.removesuffix("\r")
         if not line.strip() or line.startswith("#"):
             continue
-        cells = line.rstrip("\r").split("\t")
+        cells = line.split("\t")
         if len(cells) < 2:
             raise CliError(f"{path}:{number}: expected two tab-separated ids, got {line[:60]!r}")
         for cell in cells[:2]:
             if cell not in known:
-                raise CliError(f"{path}:{number}: unknown article id {cell!r}")
+                raise CliError(f"{path}:{number}: unknown article id {cell[:60]!r}")
         out.append((number, (cells[0], cells[1])))
     return out
 

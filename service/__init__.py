@@ -10,6 +10,7 @@ then the ``test_config`` mapping.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ from service import (
     foryou,
     openapi,
     ops,
+    ratelimit,
     related,
     resilience,
     store_ext,
@@ -169,11 +171,27 @@ def _use_gunicorn_logging() -> None:
         ours.setLevel(gunicorn.level)
 
 
+# Secrets are taken from the environment as the raw strings they are: from_prefixed_env parses
+# values as JSON, which would turn a token such as 1234567890123456e1 into a float.
+SECRETS = ("ADMIN_TOKEN", "USER_SIGNING_KEY")
+
+
+def _security_headers(response: Response) -> Response:
+    # Every answer is JSON or JavaScript of a known type: browsers must not guess another.
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the API app; raises :class:`ConfigError` if the config cannot serve."""
-    app = Flask(__name__)
+    # No default /static/ route: the widget has its own (/widget.js), nothing else is served.
+    app = Flask(__name__, static_folder=None)
     app.config.from_mapping(DEFAULTS)
     app.config.from_prefixed_env("RECS")
+    for name in SECRETS:
+        raw = os.environ.get(f"RECS_{name}")
+        if raw is not None:
+            app.config[name] = raw
     if test_config is not None:
         app.config.update(test_config)
     _check_config(app)
@@ -191,5 +209,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     openapi.init_app(app)
     # After the routes and metrics: it hooks their answers and replaces the 503 handler.
     resilience.init_app(app)
+    # After the routes: it wraps the limited views.
+    ratelimit.init_app(app)
     app.after_request(_cors)
+    app.after_request(_security_headers)
     return app

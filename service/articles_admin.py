@@ -22,7 +22,7 @@ import redis
 from flask import Blueprint, Flask, Response, current_app, request
 
 from models.records import ID_PATTERN, RecordError, article_from_mapping
-from service import keys, updates
+from service import bodies, keys, updates
 from service.auth import admin_required
 from service.errors import ApiError, BadRequest, NotFound
 from service.history import call
@@ -86,13 +86,8 @@ def _wait() -> float:
 def _article(article_id: str) -> Any:
     """The body as a validated article whose id is the path's."""
     # Beyond MAX_CONTENT_LENGTH this raises werkzeug's 413 (a JSON error via service.errors).
-    data = request.get_data(cache=False)
-    try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("body: not valid JSON", parameter="body") from None
-    if not isinstance(body, dict):
-        raise BadRequest("body: must be a JSON object (the article)", parameter="body")
+    # An article may carry fields of its own (kept, never model input): allow some nesting.
+    body = bodies.json_object(None, max_depth=32)
     given = body.get("id")
     if given not in (None, "") and given != article_id:
         raise BadRequest("id: must equal the article id in the path", parameter="id")

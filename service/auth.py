@@ -32,22 +32,28 @@ MARKER = "recs_admin_required"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def configured_token(config: Mapping[str, Any]) -> str | None:
-    """The admin token from the config (``None``: admin routes disabled); ConfigError if weak."""
+def secret_setting(config: Mapping[str, Any], name: str, min_length: int) -> str | None:
+    """A secret from the config (``None`` when unset); ConfigError if it is not a long string.
+
+    create_app reads ``RECS_<name>`` from the environment as the raw string: Flask's
+    from_prefixed_env would parse it as JSON, turning ``1234567890123456e1`` into a float.
+    """
     from service.store_ext import ConfigError
 
-    token = config.get(CONFIG)
-    if token is None or token == "":
+    value = config.get(name)
+    if value is None or value == "":
         return None
-    if isinstance(token, bool) or not isinstance(token, str | int | float):
-        raise ConfigError(f"{CONFIG} (env RECS_{CONFIG}) must be a string")
-    # from_prefixed_env parses values as JSON: an all-digit token arrives as a number.
-    token = str(token).strip()
-    if len(token) < MIN_TOKEN_LENGTH:
-        raise ConfigError(
-            f"{CONFIG} (env RECS_{CONFIG}) must be at least {MIN_TOKEN_LENGTH} characters"
-        )
-    return token
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} (env RECS_{name}) must be a string")
+    value = value.strip()
+    if len(value) < min_length:
+        raise ConfigError(f"{name} (env RECS_{name}) must be at least {min_length} characters")
+    return value
+
+
+def configured_token(config: Mapping[str, Any]) -> str | None:
+    """The admin token from the config (``None``: admin routes disabled); ConfigError if weak."""
+    return secret_setting(config, CONFIG, MIN_TOKEN_LENGTH)
 
 
 def _digest(value: str) -> bytes:

@@ -9,27 +9,31 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, request
 from prometheus_client import Counter
 
 from models.ranking import RankingConfig, Recommendation, recommend
 from models.records import ID_PATTERN
+from service import bodies, tokens
 from service import history as history_store
-from service.auth import admin_required
-from service.errors import ApiError, BadRequest, ServiceUnavailable
+from service.auth import admin_required, secret_setting
+from service.errors import ApiError, BadRequest, NotFound
 from service.foryou_source import RedisSource, RowCaches, latest_ids, store_source
-from service.history import HistorySettings, TrendingCache
+from service.history import HistorySettings, Reader, TrendingCache
+from service.read_budgets import DEFAULT_TIMEOUTS, KindClients
 from service.related import item_fields, tags_with_keys
 from service.resilience import serve_stale_on_failure
-from service.store.base import ArticleMeta, Store, VersionInfo
+from service.store.base import ArticleMeta, NoLiveVersion, Store, StoreUnavailable, VersionInfo
 from service.store_ext import ConfigError, get_store, redis_client
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 bp = Blueprint("foryou", __name__)
 
@@ -49,6 +53,16 @@ DEFAULTS: dict[str, Any] = {
     "DUPLICATE_THRESHOLD": 0.8,
     "MAX_CANDIDATES": 500,
     "MAX_BODY_BYTES": 16_384,
+    # Trending bounds and reader counting (service/history.py, docs/security.md).
+    "TRENDING_BUCKET_SIZE": 2000,  # articles kept per hourly bucket
+    "TRENDING_READER_MAX": 1000,  # articles one reader counts for in the window
+    "TRENDING_ANONYMOUS_WEIGHT": 0.5,  # an address's count (a signed reader's is 1)
+    # Seconds each kind of "for you" Redis work may take (its own pool and breaker).
+    "HISTORY_REDIS_TIMEOUT": DEFAULT_TIMEOUTS["history"],
+    "TRENDING_REDIS_TIMEOUT": DEFAULT_TIMEOUTS["trending"],
+    "EVENTS_REDIS_TIMEOUT": DEFAULT_TIMEOUTS["events"],
+    # Key of the readers' tokens (service/tokens.py); unset: no server-side history.
+    "USER_SIGNING_KEY": None,
     # Popularity prior (docs/recommendations.md): a candidate gains POPULARITY_WEIGHT x its
     # trending count / the top count; the POPULAR_CANDIDATES most trending articles compete
     # with the history's neighbours. 0: the personal score alone. 10: chosen on the MIND
@@ -71,15 +85,19 @@ MAX_SECTION_LENGTH = 200
 EVENT_TYPES = ("view", "click")
 EVENT_SOURCES = ("history", "trending", "latest", "related", "other")
 MAX_POSITION = 1000
-RECOMMEND_FIELDS = {"history", "user_id", "k", "exclude", "section"}
-EVENT_FIELDS = {"user_id", "article_id", "type", "position", "source"}
+RECOMMEND_FIELDS = {"history", "user_token", "k", "exclude", "section"}
+EVENT_FIELDS = {"user_token", "article_id", "type", "position", "source"}
+# Identities never travel in URLs (access logs, Referer headers, browser history).
+URL_IDENTITY_PARAMETERS = ("user_token", "user_id")
+# A header that says which parts of an answer were left out because their store failed.
+DEGRADED_HEADER = "X-Recs-Degraded"
 
 
-class PayloadTooLarge(ApiError):
-    """A request body over ``MAX_BODY_BYTES``."""
+class Unauthorized(ApiError):
+    """A reader identity the site did not sign (a bare id, a forged or expired token)."""
 
-    status = 413
-    error = "payload_too_large"
+    status = 401
+    error = "unauthorized"
 
 
 class NotImplementedHere(ApiError):
@@ -100,14 +118,17 @@ class ForYouState:
     max_body: int
     events: Counter
     served: Counter
+    degraded: Counter
+    signing_key: str | None
+    clients: KindClients | None  # None in embedded mode
 
 
 @dataclass(frozen=True, slots=True)
 class RecommendQuery:
     """A validated recommendation request."""
 
-    history: list[str] | None  # None: not given (use the stored one when user_id is given)
-    user_id: str | None
+    history: list[str] | None  # None: not given (use the stored one when a reader is given)
+    user_id: str | None  # from a verified token only
     k: int
     exclude: frozenset[str]
     section: str | None
@@ -176,24 +197,50 @@ def _section(value: Any) -> str | None:
 
 
 def _json_body(allowed: set[str]) -> dict[str, Any]:
-    """The request's JSON object (any Content-Type, so browser beacons work), size-checked."""
-    limit = _state().max_body
-    length = request.content_length
-    if length is not None and length > limit:
-        raise PayloadTooLarge(f"body: {length} bytes, at most {limit}", parameter="body")
-    data = request.stream.read(limit + 1)
-    if len(data) > limit:
-        raise PayloadTooLarge(f"body: more than {limit} bytes", parameter="body")
-    try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("body: not valid JSON", parameter="body") from None
-    if not isinstance(body, dict):
-        raise BadRequest(f"body: must be a JSON object, got {_type(body)}", parameter="body")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise BadRequest(f"{unknown[0]}: unknown field", parameter=unknown[0])
+    """The request's JSON object (Content-Type application/json), size- and depth-checked; a
+    bare ``user_id`` is refused as an identity the site did not sign."""
+    body = bodies.json_object(_state().max_body, allowed | {"user_id"})
+    if "user_id" in body:
+        raise Unauthorized(
+            "user_id: a bare reader id is not accepted; send user_token, signed by the site"
+            " (docs/security.md)",
+            parameter="user_id",
+        )
     return body
+
+
+def _reader(token: Any) -> str | None:
+    """The user id of a ``user_token`` (``None`` when absent); 400/401/501 when refused."""
+    if token is None:
+        return None
+    if not isinstance(token, str):
+        raise BadRequest(
+            f"user_token: must be a string, got {_type(token)}", parameter="user_token"
+        )
+    key = _state().signing_key
+    if key is None:
+        raise NotImplementedHere(
+            "server-side reader history is off: set RECS_USER_SIGNING_KEY (and sign reader"
+            " tokens on the site, docs/security.md) to turn it on, or send the history with"
+            " each request",
+            parameter="user_token",
+        )
+    try:
+        return tokens.verify(key, token, _now().timestamp()).user_id
+    except tokens.TokenError as exc:
+        if exc.malformed:
+            raise BadRequest(f"user_token: {exc}", parameter="user_token") from None
+        raise Unauthorized(f"user_token: {exc}", parameter="user_token") from None
+
+
+def _no_identity_in_url() -> None:
+    for name in URL_IDENTITY_PARAMETERS:
+        if name in request.args:
+            raise BadRequest(
+                f"{name}: reader identities are never accepted in a URL (they would reach"
+                " access logs); POST a JSON body with user_token",
+                parameter=name,
+            )
 
 
 def _recommend_query() -> RecommendQuery:
@@ -202,9 +249,10 @@ def _recommend_query() -> RecommendQuery:
         raw_history = body.get("history")
         history = None if raw_history is None else _id_list(raw_history, "history", None)
         exclude = _id_list(body.get("exclude", []), "exclude", MAX_EXCLUDE)
-        user_id = body.get("user_id")
         k, section = body.get("k"), body.get("section")
+        token = body.get("user_token")
     else:
+        _no_identity_in_url()
         args = request.args
         history = None
         if "history" in args:
@@ -214,14 +262,16 @@ def _recommend_query() -> RecommendQuery:
         given = sum(value.count(",") + 1 for value in args.getlist("exclude"))
         if max(len(exclude), given) > MAX_EXCLUDE:
             raise BadRequest(f"exclude: at most {MAX_EXCLUDE} ids", parameter="exclude")
-        user_id = args.get("user_id")
         k, section = args.get("k"), args.get("section")
+        token = None
+    # Validated before the token: a malformed query is a 400 whoever sends it.
+    k, exclude_ids, section = _k(k), frozenset(exclude), _section(section)
     return RecommendQuery(
         history=history,
-        user_id=None if user_id is None else _check_id(user_id, "user_id", "user id"),
-        k=_k(k),
-        exclude=frozenset(exclude),
-        section=_section(section),
+        user_id=_reader(token),
+        k=k,
+        exclude=exclude_ids,
+        section=section,
     )
 
 
@@ -234,7 +284,8 @@ def _now() -> datetime:
 def _live(store: Store) -> VersionInfo:
     info = store.current_version()
     if info is None:
-        raise ServiceUnavailable("no model version is published yet")
+        # A StoreUnavailable: a Redis that restarted empty still gets stale answers served.
+        raise NoLiveVersion("no model version is published yet")
     return info
 
 
@@ -309,36 +360,62 @@ def _json(body: Mapping[str, Any], status: int = 200) -> Response:
 
 
 # ------------------------------------------------------------------------------- routes
+def _optional(kind: str, read: Callable[[], T], default: T, missing: list[str]) -> T:
+    """``read()``, or ``default`` (noting ``kind`` in ``missing``) when its store fails: a
+    box without trending or without the stored history is better than no box."""
+    try:
+        return read()
+    except StoreUnavailable as exc:
+        log.debug("for you: %s unavailable: %s", kind, exc)
+        _state().degraded.labels(kind).inc()
+        missing.append(kind)
+        return default
+
+
 @bp.route("/v1/recommendations", methods=["GET", "POST"])
 def recommendations() -> Response:
     """Recommendations from a reader's history, with trending and latest fallbacks."""
     state = _state()
     query = _recommend_query()
-    # If Redis fails below, this query's last good answer is served, marked stale.
-    stale_key = [query.history, query.user_id, query.k, sorted(query.exclude), query.section]
-    serve_stale_on_failure("foryou", json.dumps(stale_key))
+    if query.user_id is None:
+        # If Redis fails below, this query's last good answer is served, marked stale. Never
+        # for a reader's stored history: an erased history must not come back from a cache.
+        stale_key = [query.history, query.k, sorted(query.exclude), query.section]
+        serve_stale_on_failure("foryou", json.dumps(stale_key))
     store = get_store()
     info = _live(store)
-    client = redis_client(store)
+    clients = state.clients
+    missing: list[str] = []
     history = query.history
-    if history is None and query.user_id is not None and client is not None:
-        history = history_store.user_history(client, query.user_id, state.ranking.max_history)
+    if history is None and query.user_id is not None and clients is not None:
+        user_id, limit = query.user_id, state.ranking.max_history
+        stored: list[str] = []
+        history = _optional(
+            "history",
+            lambda: history_store.user_history(clients["history"], user_id, limit),
+            stored,
+            missing,
+        )
     history = history or []
     now = _now()
-    if client is not None:
+    trending: list[tuple[str, float]] = []
+    if clients is not None:
         # Trending counts are cached per process: the prior costs no Redis read most of the time.
-        popular = (
-            state.trending.get(client, now.timestamp()) if state.ranking.popularity_weight else []
+        trending = _optional(
+            "trending",
+            lambda: state.trending.get(clients["trending"], now.timestamp()),
+            [],
+            missing,
         )
         result = recommend(
-            RedisSource(client, info, state.rows.get(info)),
+            RedisSource(_related_client(store), info, state.rows.get(info)),
             history,
             k=query.k,
             now=now,
             config=state.ranking,
             exclude=query.exclude,
             section=query.section,
-            popularity=popular,
+            popularity=trending if state.ranking.popularity_weight else [],
         )
     else:
         result = recommend(
@@ -352,9 +429,9 @@ def recommendations() -> Response:
         )
     items = [_item(rec, result.history) for rec in result.items]
     blocked = set(result.read) | set(query.exclude)
-    if len(items) < query.k and client is not None:
-        trending = [article_id for article_id, _ in state.trending.get(client, now.timestamp())]
-        _fill(store, info.version, trending, items, blocked, query.section, query.k, "trending")
+    if len(items) < query.k and trending:
+        ids = [article_id for article_id, _ in trending]
+        _fill(store, info.version, ids, items, blocked, query.section, query.k, "trending")
     if len(items) < query.k:
         limit = query.k + len(blocked) + len(items)
         latest = _latest(store, info.version, query.section, limit)
@@ -364,7 +441,16 @@ def recommendations() -> Response:
         served[item["source"]] = served.get(item["source"], 0) + 1
     for source, count in served.items():
         state.served.labels(source).inc(count)  # one metric write per source, not per item
-    return _json({"model_version": info.version, "items": items, "ignored": result.ignored})
+    response = _json({"model_version": info.version, "items": items, "ignored": result.ignored})
+    if missing:
+        response.headers[DEGRADED_HEADER] = ", ".join(missing)
+    return response
+
+
+def _related_client(store: Store) -> Any:
+    client = redis_client(store)
+    assert client is not None  # KindClients exist only in Redis mode
+    return client
 
 
 def _item(rec: Recommendation[ArticleMeta], history: Mapping[str, ArticleMeta]) -> dict[str, Any]:
@@ -373,41 +459,57 @@ def _item(rec: Recommendation[ArticleMeta], history: Mapping[str, ArticleMeta]) 
     return _render(rec.meta, rec.score, source, rec.because, history)
 
 
+def _position(value: Any) -> int | None:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_POSITION
+    ):
+        raise BadRequest(
+            f"position: must be a whole number from 0 to {MAX_POSITION}", parameter="position"
+        )
+    return value
+
+
 @bp.post("/v1/events")
 def events() -> Response:
-    """Record a view or click: the reader's history (with ``user_id``) and trending."""
+    """Record a view or click for trending, and in a signed reader's history.
+
+    The article must be in the live version (404 otherwise, nothing stored). Trending counts a
+    reader once per article in its window (service/history.py).
+    """
     state = _state()
     body = _json_body(EVENT_FIELDS)
     if "article_id" not in body:
         raise BadRequest("article_id: is required", parameter="article_id")
     article_id = _check_id(body["article_id"], "article_id")
-    user_id = body.get("user_id")
-    if user_id is not None:
-        user_id = _check_id(user_id, "user_id", "user id")
     kind = body.get("type", "view")
     if kind not in EVENT_TYPES:
         raise BadRequest(f"type: must be one of {', '.join(EVENT_TYPES)}", parameter="type")
-    position = body.get("position")
-    if isinstance(position, float) and position.is_integer():
-        position = int(position)
-    if position is not None and (
-        isinstance(position, bool)
-        or not isinstance(position, int)
-        or not 0 <= position <= MAX_POSITION
-    ):
-        raise BadRequest(
-            f"position: must be a whole number from 0 to {MAX_POSITION}", parameter="position"
-        )
+    _position(body.get("position"))
     source = body.get("source")
     if source is not None and source not in EVENT_SOURCES:
         raise BadRequest(f"source: must be one of {', '.join(EVENT_SOURCES)}", parameter="source")
-    client = redis_client(get_store())
-    if client is None:
+    user_id = _reader(body.get("user_token"))
+    if state.clients is None:
         raise NotImplementedHere(
             "server-side history and trending need Redis (RECS_REDIS_URL); this server runs"
             " from a model directory. Send the history with each recommendations request."
         )
-    history_store.record_event(client, article_id, user_id, _now().timestamp(), state.history)
+    info = _live(get_store())
+    reader: Reader | None = None
+    if user_id is not None:
+        reader = Reader("u", user_id)
+    elif request.remote_addr:
+        reader = Reader("a", request.remote_addr)
+    outcome = history_store.record_event(
+        state.clients["events"], info.version, article_id, reader, _now().timestamp(), state.history
+    )
+    if outcome == history_store.UNKNOWN_ARTICLE:
+        raise NotFound(
+            f"article_id: {article_id!r} is not in the live model version; nothing was recorded",
+            parameter="article_id",
+        )
     state.events.labels(kind, source or "none").inc()
     return _json({"status": "accepted"}, 202)
 
@@ -417,10 +519,10 @@ def events() -> Response:
 def delete_user(user_id: str) -> Response:
     """Erase a reader's stored history (Bearer RECS_ADMIN_TOKEN; 404 when none is set)."""
     _check_id(user_id, "user_id", "user id")
-    client = redis_client(get_store())
-    if client is None:
+    clients = _state().clients
+    if clients is None:
         raise NotImplementedHere("no server-side history without Redis: nothing to erase")
-    history_store.delete_user(client, user_id)
+    history_store.delete_user(clients["history"], user_id)
     response = Response(status=204)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -471,6 +573,9 @@ def _settings(config: Mapping[str, Any]) -> tuple[RankingConfig, HistorySettings
         window_hours=int(_number(config, "TRENDING_WINDOW_HOURS", 1, 24 * 90)),
         half_life_hours=_number(config, "TRENDING_HALF_LIFE_HOURS", 0.01, 1e6),
         cache_seconds=_number(config, "TRENDING_CACHE_SECONDS", 0, 3600),
+        bucket_size=int(_number(config, "TRENDING_BUCKET_SIZE", 10, 1_000_000)),
+        seen_max=int(_number(config, "TRENDING_READER_MAX", 1, 1_000_000)),
+        anonymous_weight=_number(config, "TRENDING_ANONYMOUS_WEIGHT", 0, 1),
     )
     return ranking, settings
 
@@ -499,5 +604,26 @@ def init_app(app: Flask) -> None:
             ["source"],
             registry=registry,
         ),
+        degraded=Counter(
+            "recs_degraded_reads",
+            "Recommendations answered without a part whose store failed, by part.",
+            ["part"],
+            registry=registry,
+        ),
+        signing_key=secret_setting(app.config, "USER_SIGNING_KEY", tokens.MIN_KEY_LENGTH),
+        clients=_kind_clients(app),
     )
     app.register_blueprint(bp)
+
+
+def _kind_clients(app: Flask) -> KindClients | None:
+    from service.store_ext import EXTENSION as STORE
+
+    base = redis_client(app.extensions[STORE])
+    if base is None:
+        return None
+    timeouts = {
+        kind: _number(app.config, f"{kind.upper()}_REDIS_TIMEOUT", 0.01, 60)
+        for kind in DEFAULT_TIMEOUTS
+    }
+    return KindClients(base, timeouts, float(app.config["BREAKER_COOLDOWN"]))

@@ -9,8 +9,12 @@ Global keys::
     rs:lock:publish         string   token of the one publish/rollback running (expires)
     rs:u:USER:h             list     a reader's history, article ids most recent first (capped,
                                      expires; "Recommended for you", service/history.py)
-    rs:trend:HOUR           zset     article id -> events in that UTC hour (HOUR = unix time //
-                                     3600; expires after the trending window)
+    rs:trend:HOUR           zset     article id -> readers in that UTC hour (HOUR = unix time //
+                                     3600; at most TRENDING_BUCKET_SIZE members, space-saving;
+                                     expires after the trending window)
+    rs:seen:KIND:DIGEST     zset     article id -> when this reader (KIND u: signed user id,
+                                     a: client address; DIGEST: SHA-256 of it) was first counted
+                                     for trending in the window (capped; expires)
     rs:updates              stream   queued upserts and deletes (op, id, article, at, by); the one
                                      writer (``recs worker``) applies them (service/updates.py)
     rs:lock:updates         string   token of the one update writer (expires unless refreshed)
@@ -35,6 +39,7 @@ edit keeps its row, so lists that hold it stay valid).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -137,6 +142,8 @@ def ack_key(entry_id: str) -> str:
 
 USER_ROOT = f"{PREFIX}:u:"
 TRENDING_ROOT = f"{PREFIX}:trend:"
+SEEN_ROOT = f"{PREFIX}:seen:"
+READER_KINDS = ("u", "a")  # a signed user id, an anonymous client address
 
 
 # Reader ids come straight from requests: checked here too, so no caller can put a glob,
@@ -159,6 +166,18 @@ def user_history_key(user_id: str) -> str:
 def trending_key(hour: int) -> str:
     """Sorted set of article event counts in one UTC hour (``unix_seconds // 3600``)."""
     return f"{TRENDING_ROOT}{int(hour)}"
+
+
+def seen_key(kind: str, identity: str) -> str:
+    """Sorted set of the articles one reader was counted for in the trending window.
+
+    The identity is hashed: client addresses and user ids never appear in key names (SCAN,
+    MONITOR, slow logs), and the key length is fixed whatever the identity.
+    """
+    if kind not in READER_KINDS:
+        raise ValueError(f"reader kind must be one of {READER_KINDS}, got {kind!r}")
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return f"{SEEN_ROOT}{kind}:{digest}"
 
 
 def quantize_scores(scores: np.ndarray) -> np.ndarray:

@@ -147,7 +147,7 @@ def readyz() -> Response:
             return _json(*readiness())
         info = store.current_version()
         if info is None:
-            return _json({"status": "not_ready", "reason": "no model version is published"}, 503)
+            return _json(*readiness("no model version is published"))
         drift = live_drift(store, info.version)
     except StoreUnavailable as exc:
         log.warning("readiness: store unavailable: %s", exc)

@@ -18,9 +18,9 @@ from werkzeug.http import http_date
 
 from models.records import ID_PATTERN
 from models.tags import normalize_tag
-from service.errors import BadRequest, NotFound, ServiceUnavailable
+from service.errors import BadRequest, NotFound
 from service.resilience import serve_stale_on_failure
-from service.store.base import ArticleMeta, RelatedRead, VersionInfo
+from service.store.base import ArticleMeta, NoLiveVersion, RelatedRead, VersionInfo
 from service.store_ext import get_store
 
 bp = Blueprint("related", __name__)
@@ -305,7 +305,8 @@ def related(article_id: str) -> Response:
     store = get_store()
     info = store.current_version()
     if info is None:
-        raise ServiceUnavailable("no model version is published yet")
+        # A StoreUnavailable: a Redis that restarted empty still gets stale answers served.
+        raise NoLiveVersion("no model version is published yet")
 
     # Stored data of a version changes only with its seq, so without a clock-dependent filter
     # the ETag is known before any further store round trip, and so is the body if cached.

@@ -31,7 +31,7 @@ from prometheus_client import Counter
 
 from service.breaker import CircuitOpen, breaker_of
 from service.errors import error_response
-from service.store.base import StoreUnavailable
+from service.store.base import NoLiveVersion, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,8 @@ def _handle_store_unavailable(exc: StoreUnavailable) -> Response:
     if answer is not None:
         state.stale_served.inc()
         return _stale_response(answer)
+    if isinstance(exc, NoLiveVersion):
+        return error_response(503, "unavailable", str(exc))
     metrics = current_app.extensions.get("recs_metrics")
     if metrics is not None:
         metrics.store_errors.inc()
@@ -187,8 +189,9 @@ def _handle_store_unavailable(exc: StoreUnavailable) -> Response:
     return error_response(503, "unavailable", "the article store is unavailable; retry later")
 
 
-def readiness() -> tuple[dict[str, Any], int]:
-    """The ``/readyz`` answer when the store cannot be reached: degraded (200) or down (503).
+def readiness(reason: str = "the article store is unreachable") -> tuple[dict[str, Any], int]:
+    """The ``/readyz`` answer when the store cannot serve (unreachable, or no version since a
+    restart emptied it): degraded (200) or down (503).
 
     Degraded means remembered answers are being served: every instance shares the same Redis,
     so failing readiness then would take them all out of the load balancer and turn stale
@@ -201,7 +204,7 @@ def readiness() -> tuple[dict[str, Any], int]:
     if cached:
         body = {
             "status": "degraded",
-            "reason": "the article store is unreachable; serving cached answers marked stale",
+            "reason": f"{reason}; serving cached answers marked stale",
             "store": "down",
             "circuit": circuit,
             "cached_answers": cached,
@@ -209,7 +212,7 @@ def readiness() -> tuple[dict[str, Any], int]:
         return body, 200
     body = {
         "status": "not_ready",
-        "reason": "the article store is unreachable",
+        "reason": reason,
     }
     return body, 503
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import redis
 
+from models import jsonsafe
 from models.artifact import LoadedModel, source_as_of
 from models.incremental import IncrementalIndex
 from models.ranking import published_timestamp
@@ -56,6 +57,8 @@ LOCK_REFRESH_S = 5.0
 DEFAULT_REPLAY_MARGIN_S = 15 * 60
 # How long one XREAD waits for new entries before the writer checks the live version again.
 BLOCK_MS = 500
+# While nothing is published the writer polls rs:current, backing off from BLOCK_MS to this.
+MAX_IDLE_WAIT_S = 5.0
 # Stream entries fetched per read.
 READ_COUNT = 100
 OPS = ("upsert", "delete")
@@ -63,6 +66,10 @@ OPS = ("upsert", "delete")
 
 class WriterError(RuntimeError):
     """The writer cannot go on: no model for the live version, or it lost its lock."""
+
+
+class _LockLost(WriterError):
+    """The lock stopped being ours mid-update (the run loop takes it again if it is free)."""
 
 
 class _VersionChanged(Exception):
@@ -108,11 +115,9 @@ def parse_entry(entry_id: str, fields: Mapping[Any, Any]) -> Entry:
         if op == "delete":
             return Entry(entry_id, op, article_id)
         try:
-            data = json.loads(values.get("article", ""))
-        except json.JSONDecodeError as exc:
-            return Entry(
-                entry_id, op, article_id, error=f"field 'article': invalid JSON ({exc.msg})"
-            )
+            data = jsonsafe.loads(values.get("article", ""))
+        except jsonsafe.JSONInputError as exc:
+            return Entry(entry_id, op, article_id, error=f"field 'article': {exc.reason}")
         article = article_from_mapping(data, source=f"{keys.UPDATES} {entry_id}")
     except RecordError as exc:
         where = f"field '{exc.field}': " if exc.field else ""
@@ -169,6 +174,18 @@ class WriterLock:
             if not held:
                 self.lost.set()
                 return
+
+    def regain(self) -> bool:
+        """After :attr:`lost`: take the lock again if nobody holds it; False if someone does.
+
+        The key vanishes when Redis is flushed or restarts empty (or it expired while this
+        process stalled). SET NX still admits only one taker; the caller drops what it held
+        in memory, since another writer may have run in between.
+        """
+        if self._thread is not None:
+            self._thread.join()  # it stopped when it saw the loss
+            self._thread = None
+        return self.acquire()
 
     def release(self) -> None:
         """Stop refreshing and delete the lock if it is still ours."""
@@ -241,7 +258,10 @@ class Writer:
         self._position = "0-0"
         # Last entry acknowledged: a replay onto a new version re-applies without re-acking.
         self._acked = "0-0"
-        self._idle_logged = False
+        # Current wait between polls while nothing is published (0: not waiting).
+        self._idle_wait = 0.0
+        # The last version seen live (kept when the state is dropped, for the waiting log).
+        self._last_live: str | None = None
 
     # ------------------------------------------------------------------------------ the lock
     def __enter__(self) -> Writer:
@@ -272,6 +292,8 @@ class Writer:
                 self._state = None
                 return False
             version = as_text(live)
+            # A version seen ends a wait: its disappearance is news again (and logged).
+            self._last_live, self._idle_wait = version, 0.0
             if self._state is not None and self._state.version == version:
                 return True
             # Loops again if the live version moved during the catch-up (state dropped).
@@ -374,39 +396,71 @@ class Writer:
     def run(self, stop: threading.Event | None = None, *, once: bool = False) -> None:
         """Apply updates until ``stop`` is set (``once``: until the stream is drained).
 
-        A Redis outage is waited out (the queue and the versions persist), except with
-        ``once``, where it is raised.
+        While nothing is published (a Redis that restarted empty, a FLUSHALL) the writer waits
+        for a version, and a lock that vanished with the data is taken again. A Redis outage
+        is waited out (the queue and the versions persist), except with ``once``, where it is
+        raised, as is "nothing is published".
         """
         stop = stop or threading.Event()
         while not stop.is_set():
-            if self.lock.lost.is_set():
-                raise WriterError(f"lost the update writer lock {keys.UPDATE_LOCK}")
             try:
-                if self._step(once):
+                if self.lock.lost.is_set():
+                    self._regain_lock()
+                if self._step(once, stop):
                     return
+            except _LockLost:
+                continue  # the next turn takes the lock again, or says who holds it
             except TRANSIENT as exc:
                 if once:
                     raise
                 log.warning("redis unavailable (%s); retrying", exc)
                 stop.wait(1.0)
 
-    def _step(self, once: bool) -> bool:
+    def _regain_lock(self) -> None:
+        """Take the lost lock again, or raise WriterError naming the writer that holds it.
+
+        What the writer holds in memory may no longer match Redis (its keys may be gone, or
+        another writer applied updates meanwhile), so it is dropped: the next sync reloads the
+        live version, if any, and replays the stream onto it.
+        """
+        self._state = None
+        if not self.lock.regain():
+            holder = as_text(with_retry(lambda: self.client.get(keys.UPDATE_LOCK)) or b"?")
+            raise WriterError(f"lost the update writer lock {keys.UPDATE_LOCK} to {holder}")
+        log.warning(
+            "the update writer lock %s had vanished (Redis flushed or restarted empty?);"
+            " took it again",
+            keys.UPDATE_LOCK,
+        )
+
+    def _step(self, once: bool, stop: threading.Event) -> bool:
         """One turn of :meth:`run`; True when a ``once`` run is done."""
         if not self.sync():
             if once:
                 raise WriterError("nothing is published: no live version to update")
-            if not self._idle_logged:
-                log.info("nothing is published yet; waiting")
-                self._idle_logged = True
-            time.sleep(self.block_ms / 1000)
+            self._wait_for_a_version(self._last_live, stop)
             return False
-        self._idle_logged = False
         if once:
             self._catch_up()
             # None: the live version moved while draining; the next turn catches up on it.
             return self._state is not None
         self.poll()
         return False
+
+    def _wait_for_a_version(self, previous: str | None, stop: threading.Event) -> None:
+        """Sleep before polling rs:current again; log once per wait, backing off to a cap."""
+        if not self._idle_wait:
+            if previous is None:
+                log.info("nothing is published yet; waiting for a version")
+            else:
+                log.warning(
+                    "live version %s is gone (Redis flushed or restarted empty?);"
+                    " waiting for a version",
+                    previous,
+                )
+        first = max(self.block_ms / 1000, 0.05)
+        self._idle_wait = min(MAX_IDLE_WAIT_S, max(first, self._idle_wait * 2))
+        stop.wait(self._idle_wait)
 
     # ------------------------------------------------------------------------------ applying
     def _process(self, entries: Iterable[tuple[Any, Mapping[Any, Any]]]) -> int:
@@ -575,7 +629,7 @@ class Writer:
         ack_blob = json.dumps(result, separators=(",", ":"))
         for attempt in range(RETRIES + 1):
             if self.lock.lost.is_set():
-                raise WriterError(f"lost the update writer lock {keys.UPDATE_LOCK}")
+                raise _LockLost(f"lost the update writer lock {keys.UPDATE_LOCK}")
             try:
                 with self.client.pipeline(transaction=True) as pipe:
                     pipe.watch(keys.CURRENT)

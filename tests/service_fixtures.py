@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 
 from models.artifact import LoadedModel, load_model, save_model
 from models.config import ModelConfig
@@ -101,3 +102,23 @@ def redis_app(redis_url: str, **config: Any) -> Flask:
     }
     settings.update(config)
     return create_app(settings)
+
+
+# The public write path's tests (test_events, test_abuse): an admin token, a reader-token key,
+# no trending cache and no rate limits unless a test sets them.
+ADMIN_TOKEN = "s3cret-admin-token-0123456789"
+SIGNING_KEY = "test-signing-key-0123456789abcdef"
+TOKEN_EXPIRES = int(NOW.timestamp()) + 86_400
+
+
+def events_client(redis_url: str, **config: Any) -> FlaskClient:
+    """A test client of a Redis app with server-side history on and no rate limits."""
+    settings: dict[str, Any] = {
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "USER_SIGNING_KEY": SIGNING_KEY,
+        "TRENDING_CACHE_SECONDS": 0,
+        "EVENTS_RATE_LIMIT": "off",
+        "RECOMMENDATIONS_RATE_LIMIT": "off",
+    }
+    settings.update(config)
+    return redis_app(redis_url, **settings).test_client()

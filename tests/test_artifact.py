@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from models.artifact import ArtifactError, load_model, save_model
+from models.artifact import ArtifactError, load_model, read_manifest, save_model
 from models.config import ModelConfig
 from models.model import RelatedModel
 from models.records import read_articles
@@ -111,3 +115,97 @@ def test_save_replaces_an_existing_model(trained, tmp_path: Path) -> None:  # ty
     # No staging or retired directories are left beside it.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
     assert first.split("-")[1] == load_model(path).version.split("-")[1]
+
+
+# --- hand-edited or corrupt model directories: an ArtifactError naming the file ---------------
+
+
+def edit_manifest(path: Path, change: Any) -> None:
+    manifest = json.loads((path / "manifest.json").read_text())
+    change(manifest)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def replace_file(path: Path, name: str, content: str) -> None:
+    """Rewrite one model file and its checksum, as a careless hand edit would."""
+    (path / name).write_text(content, encoding="utf-8")
+    digest = hashlib.sha256((path / name).read_bytes()).hexdigest()
+    edit_manifest(path, lambda m: m["files"].__setitem__(name, digest))
+
+
+@pytest.fixture
+def copy(trained, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    _, _, path = trained
+    out = tmp_path / "m"
+    shutil.copytree(path, out)
+    return out
+
+
+@pytest.mark.parametrize("entry", ["../../etc/hostname", "/dev/zero", "manifest.json"])
+def test_manifest_files_outside_the_fixed_set_are_refused(copy: Path, entry: str) -> None:
+    edit_manifest(copy, lambda m: m["files"].__setitem__(entry, "0" * 64))
+    message = f"{copy}/manifest.json: 'files' entry {entry!r} is not a model file"
+    with pytest.raises(ArtifactError, match=re.escape(message)):
+        read_manifest(copy)
+    with pytest.raises(ArtifactError, match=re.escape(message)):
+        load_model(copy)
+
+
+def test_manifest_files_must_list_every_model_file_with_a_sha256(copy: Path) -> None:
+    edit_manifest(copy, lambda m: m["files"].pop("tags.json"))
+    with pytest.raises(ArtifactError, match="'files' lists no checksum for tags.json"):
+        load_model(copy)
+    edit_manifest(copy, lambda m: m["files"].__setitem__("tags.json", ["not", "a", "digest"]))
+    with pytest.raises(ArtifactError, match="'files' entry 'tags.json' has no valid sha256"):
+        load_model(copy)
+    edit_manifest(copy, lambda m: m.__setitem__("files", ["arrays.npz"]))
+    with pytest.raises(ArtifactError, match="'files' is missing or not an object"):
+        load_model(copy)
+
+
+DEEP = "[" * 5000 + "]" * 5000
+
+
+def test_a_deeply_nested_manifest_is_an_artifact_error(copy: Path) -> None:
+    (copy / "manifest.json").write_text('{"format": ' + DEEP + "}")
+    with pytest.raises(ArtifactError, match=r"manifest\.json:1: invalid JSON \(nested deeper"):
+        load_model(copy)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "where"),
+    [
+        ("vocabulary.json", DEEP, "vocabulary.json:1: invalid JSON (nested deeper than 64"),
+        ("tags.json", '{\n"tags": ' + "7" * 5000 + "}", "tags.json:2: invalid JSON (number with"),
+        ("tags.json", '{"tags": [1, 2]}', "tags.json: expected a list of strings"),
+        ("vocabulary.json", "{}", "vocabulary.json: expected a list of strings"),
+    ],
+)
+def test_corrupt_json_files_with_matching_checksums_are_artifact_errors(
+    copy: Path, name: str, content: str, where: str
+) -> None:
+    replace_file(copy, name, content)
+    with pytest.raises(ArtifactError, match=re.escape(where)):
+        load_model(copy)
+
+
+def test_corrupt_article_lines_name_file_and_line(copy: Path) -> None:
+    lines = (copy / "articles.jsonl").read_text(encoding="utf-8").split("\n")
+    lines[3] = '{"id": "x", "title": "t", "meta": ' + DEEP + "}"
+    replace_file(copy, "articles.jsonl", "\n".join(lines))
+    with pytest.raises(ArtifactError, match=r"articles\.jsonl:4: invalid JSON \(nested deeper"):
+        load_model(copy)
+    lines[3] = '{"id": "bad id!", "title": "t"}'
+    replace_file(copy, "articles.jsonl", "\n".join(lines))
+    with pytest.raises(ArtifactError, match=r"articles\.jsonl:4: field 'id'"):
+        load_model(copy)
+
+
+def test_missing_manifest_keys_and_a_garbage_array_file_are_artifact_errors(copy: Path) -> None:
+    edit_manifest(copy, lambda m: m["counts"].pop("rerank_active"))
+    with pytest.raises(ArtifactError, match=r"corrupt model directory \(KeyError: 'rerank_active'"):
+        load_model(copy)
+    edit_manifest(copy, lambda m: m.__setitem__("counts", {"rerank_active": False}))
+    replace_file(copy, "arrays.npz", "not a zip file")
+    with pytest.raises(ArtifactError, match=r"arrays\.npz: not a readable array file"):
+        load_model(copy)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from scripts.cli import cli
 from tests.conftest import SAMPLE_ARTICLES
@@ -153,3 +155,126 @@ def test_train_config_file_and_bad_config(tmp_path: Path) -> None:
         ["train", "--articles", str(corpus), "--out", str(tmp_path / "n"), "--config", str(config)],
     )
     assert bad.exit_code == 2 and "unknown setting(s) colour" in bad.output
+
+
+# --- hostile input files: FILE:LINE: reason and exit 2, never a traceback ----------------------
+
+DEEP = "[" * 5000 + "]" * 5000
+
+
+def assert_bad_input(result: Result, *fragments: str) -> None:
+    """Exit 2 through the CLI's error path, the message holding every fragment, no traceback."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+
+
+@pytest.fixture
+def hostile_corpus(tmp_path: Path) -> Path:
+    """30 good articles, then a deep line, a record with a deep field and a 5,000-digit number."""
+    lines = SAMPLE_ARTICLES.read_text(encoding="utf-8").splitlines()[:30]
+    lines += [
+        DEEP,
+        '{"id": "d1", "title": "t", "meta": ' + DEEP + "}",
+        '{"id": "d2", "title": "t", "n": ' + "9" * 5000 + "}",
+    ]
+    path = tmp_path / "h.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+HOSTILE_REASONS = (
+    "h.jsonl:31: invalid JSON (nested deeper than 64 levels at column 65)",
+    "h.jsonl:32: invalid JSON (nested deeper than 64 levels at column 99)",
+    "h.jsonl:33: invalid JSON (number with more than 4300 digits at column 33)",
+)
+
+
+def test_train_reports_hostile_json_lines_and_skips_them_on_request(
+    hostile_corpus: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    out = str(tmp_path / "m")
+    failed = runner.invoke(cli, ["train", "--articles", str(hostile_corpus), "--out", out])
+    assert_bad_input(failed, "3 bad record(s)", *HOSTILE_REASONS)
+    assert not Path(out).exists()
+    skipped = runner.invoke(
+        cli,
+        ["train", "--articles", str(hostile_corpus), "--out", out, "--on-error", "skip", "--json"],
+    )
+    assert skipped.exit_code == 0, skipped.output
+    summary = json.loads(skipped.output.splitlines()[-1])
+    assert summary["articles"] == 30 and summary["skipped"] == 3
+
+
+def test_upsert_and_evaluate_report_hostile_json_lines(
+    model_dir: Path, hostile_corpus: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    upsert = runner.invoke(cli, ["upsert", "--articles", str(hostile_corpus), "--model", str(copy)])
+    assert_bad_input(upsert, *HOSTILE_REASONS)
+    evaluate = runner.invoke(
+        cli, ["evaluate", "--model", str(model_dir), "--articles", str(hostile_corpus)]
+    )
+    assert_bad_input(evaluate, *HOSTILE_REASONS)
+
+
+def test_train_reads_csv_cells_longer_than_the_csv_module_default(tmp_path: Path) -> None:
+    records = [json.loads(line) for line in SAMPLE_ARTICLES.read_text().splitlines()[:30]]
+    records[3]["body"] += " cocoa" * 40_000  # 240,000 more characters; csv's default is 131,072
+    corpus = tmp_path / "c.csv"
+    with open(corpus, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "title", "body"])
+        writer.writerows([r["id"], r["title"], r["body"]] for r in records)
+    result = CliRunner().invoke(
+        cli, ["train", "--articles", str(corpus), "--out", str(tmp_path / "m"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.splitlines()[-1])["articles"] == 30
+
+
+def test_config_alias_and_pairs_files_report_file_line_reason(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    corpus = str(SAMPLE_ARTICLES)
+    out = str(tmp_path / "m")
+    config = tmp_path / "config.json"
+    config.write_text('{\n  "alpha": 0.5,\n  "tag_aliases": ' + DEEP + "\n}", encoding="utf-8")
+    deep = runner.invoke(cli, ["train", "--articles", corpus, "--out", out, "--config", config])
+    assert_bad_input(deep, "config.json:3: invalid JSON (nested deeper than 64 levels")
+    config.write_text('{\n  "k": ' + "1" * 5000 + "\n}", encoding="utf-8")
+    digits = runner.invoke(cli, ["train", "--articles", corpus, "--out", out, "--config", config])
+    assert_bad_input(digits, "config.json:2: invalid JSON (number with more than 4300 digits")
+    folder = runner.invoke(cli, ["train", "--articles", corpus, "--out", out, "--config", tmp_path])
+    assert_bad_input(folder, f"config file {tmp_path}: cannot read")
+    aliases = runner.invoke(
+        cli, ["train", "--articles", corpus, "--out", out, "--tag-aliases", tmp_path]
+    )
+    assert_bad_input(aliases, f"tag alias file {tmp_path}: cannot read")
+    assert not Path(out).exists()
+    pairs = runner.invoke(cli, ["similarity", "--model", model_dir, "--pairs", tmp_path])
+    assert_bad_input(pairs, f"{tmp_path}: cannot read")
+
+
+def test_a_manifest_naming_a_foreign_file_is_refused(model_dir: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["../../etc/hostname"] = "0" * 64
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    result = runner.invoke(cli, ["related", "reuters-1", "--model", copy])
+    assert_bad_input(
+        result, f"{copy}/manifest.json: 'files' entry '../../etc/hostname' is not a model file"
+    )
+    (copy / "manifest.json").write_text('{"format": ' + DEEP + "}")
+    result = runner.invoke(cli, ["related", "reuters-1", "--model", copy])
+    assert_bad_input(
+        result, f"{copy}/manifest.json:1: invalid JSON (nested deeper than 64 levels at column 75)"
+    )

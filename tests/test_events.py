@@ -1,4 +1,5 @@
-"""``/v1/events`` and ``DELETE /v1/users/<id>``: stored histories, retention, erasure, trending."""
+"""``/v1/events`` and ``DELETE /v1/users/<id>``: signed readers, stored histories, retention,
+erasure, trending that counts readers."""
 
 from __future__ import annotations
 
@@ -8,20 +9,36 @@ from typing import Any
 
 import pytest
 import redis
-from flask.testing import FlaskClient
 
-from service import ConfigError, keys
-from service.history import HistorySettings, record_event, trending_weights
-from tests.service_fixtures import NOW, embedded_app, redis_app
+from models.artifact import LoadedModel
+from service import ConfigError, keys, tokens
+from service.history import (
+    COUNTED,
+    NOT_COUNTED,
+    UNKNOWN_ARTICLE,
+    HistorySettings,
+    Reader,
+    record_event,
+    trending_weights,
+)
+from tests.service_fixtures import (
+    ADMIN_TOKEN,
+    NOW,
+    SIGNING_KEY,
+    TOKEN_EXPIRES,
+    embedded_app,
+    events_client,
+    redis_app,
+)
 
-TOKEN = "s3cret-admin-token-0123456789"
+TOKEN = ADMIN_TOKEN
 EVENTS = "/v1/events"
+LATER = TOKEN_EXPIRES
+client_for = events_client
 
 
-def client_for(url: str, **config: object) -> FlaskClient:
-    settings: dict[str, object] = {"ADMIN_TOKEN": TOKEN, "TRENDING_CACHE_SECONDS": 0}
-    settings.update(config)
-    return redis_app(url, **settings).test_client()
+def token(user_id: str, expires: int = LATER, key: str = SIGNING_KEY) -> str:
+    return tokens.sign(key, user_id, expires)
 
 
 def stored(redis_client: redis.Redis, user_id: str) -> list[str]:
@@ -29,73 +46,118 @@ def stored(redis_client: redis.Redis, user_id: str) -> list[str]:
     return [v.decode() for v in values]
 
 
+@pytest.fixture
+def ids(loaded: LoadedModel) -> list[str]:
+    """Article ids of the published session model."""
+    return [article.id for article in loaded.articles]
+
+
+def bucket_now() -> str:
+    return keys.trending_key(int(NOW.timestamp() // 3600))
+
+
 def test_events_build_a_capped_most_recent_first_history(
-    published: str, redis_client: redis.Redis
+    published: str, redis_client: redis.Redis, ids: list[str]
 ) -> None:
     client = client_for(published, HISTORY_MAX=3)
-    for article_id in ["a", "b", "c", "b", "d"]:
-        response = client.post(EVENTS, json={"user_id": "u1", "article_id": article_id})
+    a, b, c, d = ids[:4]
+    for article_id in [a, b, c, b, d]:
+        response = client.post(EVENTS, json={"user_token": token("u1"), "article_id": article_id})
         assert response.status_code == 202
         assert response.get_json() == {"status": "accepted"}
     # A re-read moves to the front; the oldest falls off the end.
-    assert stored(redis_client, "u1") == ["d", "b", "c"]
+    assert stored(redis_client, "u1") == [d, b, c]
 
 
-def test_history_expires_after_the_retention(published: str, redis_client: redis.Redis) -> None:
+def test_history_expires_after_the_retention(
+    published: str, redis_client: redis.Redis, ids: list[str]
+) -> None:
     client = client_for(published, HISTORY_TTL_DAYS=30)
-    client.post(EVENTS, json={"user_id": "u2", "article_id": "a", "type": "click"})
+    client.post(EVENTS, json={"user_token": token("u2"), "article_id": ids[0], "type": "click"})
     ttl = redis_client.ttl(keys.user_history_key("u2"))
     assert 30 * 86_400 - 5 <= ttl <= 30 * 86_400
     short = client_for(published, HISTORY_TTL_DAYS=1 / 86_400)  # one second
-    short.post(EVENTS, json={"user_id": "u3", "article_id": "a"})
-    assert stored(redis_client, "u3") == ["a"]
+    short.post(EVENTS, json={"user_token": token("u3"), "article_id": ids[0]})
+    assert stored(redis_client, "u3") == [ids[0]]
     time.sleep(1.2)
     assert stored(redis_client, "u3") == []
 
 
-def test_events_count_in_hourly_trending_buckets(published: str, redis_client: redis.Redis) -> None:
-    client = client_for(published, TRENDING_WINDOW_HOURS=24)
-    client.post(EVENTS, json={"article_id": "a"})  # anonymous: trending only
-    client.post(
-        EVENTS, json={"article_id": "a", "type": "click", "position": 2, "source": "history"}
-    )
-    bucket = keys.trending_key(int(NOW.timestamp() // 3600))
-    assert redis_client.zscore(bucket, "a") == 2.0
-    assert 0 < redis_client.ttl(bucket) <= 25 * 3600
-    assert not redis_client.keys(keys.USER_ROOT + "*")
-
-
-def test_a_reader_counts_once_per_article_for_trending(
-    published: str, redis_client: redis.Redis
+def test_events_count_readers_in_hourly_trending_buckets(
+    published: str, redis_client: redis.Redis, ids: list[str]
 ) -> None:
-    # One reader reloading a page must not lift it into every reader's box: a repeat of an
-    # article still in the reader's history moves it to the front but does not count again.
+    client = client_for(published, TRENDING_WINDOW_HOURS=24)
+    article = ids[0]
+    # Anonymous readers are told apart by their address and count half.
+    for address in ("10.0.0.1", "10.0.0.2"):
+        response = client.post(
+            EVENTS, json={"article_id": article}, environ_base={"REMOTE_ADDR": address}
+        )
+        assert response.status_code == 202
+    client.post(
+        EVENTS,
+        json={"article_id": article, "type": "click", "position": 2, "source": "history"},
+        environ_base={"REMOTE_ADDR": "10.0.0.3"},
+    )
+    assert redis_client.zscore(bucket_now(), article) == 1.5
+    assert 0 < redis_client.ttl(bucket_now()) <= 25 * 3600
+    assert not redis_client.keys(keys.USER_ROOT + "*")
+    # No address or id in any key name: the reader sets are keyed by a digest.
+    names = [name.decode() for name in redis_client.keys(keys.SEEN_ROOT + "*")]
+    assert len(names) == 3 and not any("10.0.0" in name for name in names)
+
+
+def test_a_reader_counts_once_per_article_and_window(
+    published: str, redis_client: redis.Redis, ids: list[str]
+) -> None:
+    # One reader reloading a page, at any rate, must not lift it into every reader's box.
     client = client_for(published, HISTORY_MAX=3)
-    bucket = keys.trending_key(int(NOW.timestamp() // 3600))
+    hot = ids[0]
     for _ in range(5):
-        client.post(EVENTS, json={"user_id": "reloader", "article_id": "hot"})
-    assert redis_client.zscore(bucket, "hot") == 1.0
-    client.post(EVENTS, json={"user_id": "second-reader", "article_id": "hot"})
-    client.post(EVENTS, json={"article_id": "hot"})  # anonymous: no history, always counts
-    client.post(EVENTS, json={"article_id": "hot"})
-    assert redis_client.zscore(bucket, "hot") == 4.0
-    # Once the article has left the capped history, reading it again is a new read.
-    for article_id in ["x", "y", "z", "hot"]:
-        client.post(EVENTS, json={"user_id": "reloader", "article_id": article_id})
-    assert stored(redis_client, "reloader") == ["hot", "z", "y"]
-    assert redis_client.zscore(bucket, "hot") == 5.0
-    assert redis_client.zscore(bucket, "x") == 1.0
+        client.post(EVENTS, json={"user_token": token("reloader"), "article_id": hot})
+    assert redis_client.zscore(bucket_now(), hot) == 1.0
+    client.post(EVENTS, json={"user_token": token("second-reader"), "article_id": hot})
+    for _ in range(5):  # one anonymous address, five times: half a count, once
+        client.post(EVENTS, json={"article_id": hot})
+    assert redis_client.zscore(bucket_now(), hot) == 2.5
+    # Leaving the capped history does not make a re-read count again within the window.
+    for article_id in [*ids[1:4], hot]:
+        client.post(EVENTS, json={"user_token": token("reloader"), "article_id": article_id})
+    assert stored(redis_client, "reloader") == [hot, ids[3], ids[2]]
+    assert redis_client.zscore(bucket_now(), hot) == 2.5
+    assert redis_client.zscore(bucket_now(), ids[1]) == 1.0
 
 
-def test_record_event_says_whether_it_counted(redis_client: redis.Redis) -> None:
+def test_record_event_says_whether_it_counted(
+    published: str, redis_client: redis.Redis, ids: list[str], loaded: LoadedModel
+) -> None:
     settings = HistorySettings(max_items=10)
     now = NOW.timestamp()
-    assert record_event(redis_client, "a", "u-count", now, settings) is True
-    assert record_event(redis_client, "a", "u-count", now, settings) is False
-    assert record_event(redis_client, "a", None, now, settings) is True
+    version, article = loaded.version, ids[0]
+    reader = Reader("u", "u-count")
+    assert record_event(redis_client, version, article, reader, now, settings) == COUNTED
+    assert record_event(redis_client, version, article, reader, now, settings) == NOT_COUNTED
+    # The window is per reader: a day later the same reader counts again.
+    later = now + 24 * 3600 + 1
+    assert record_event(redis_client, version, article, reader, later, settings) == COUNTED
+    # No reader at all (no token, no address): checked, stored nowhere, never counted.
+    assert record_event(redis_client, version, article, None, now, settings) == NOT_COUNTED
+    assert record_event(redis_client, version, "junk-id", reader, now, settings) == UNKNOWN_ARTICLE
     bucket = keys.trending_key(int(now // 3600))
-    assert redis_client.zscore(bucket, "a") == 2.0
-    assert 0 < redis_client.ttl(bucket) <= 25 * 3600
+    assert redis_client.zscore(bucket, article) == 1.0
+    assert redis_client.zscore(bucket, "junk-id") is None
+
+
+def test_a_reader_counted_for_too_many_articles_stops_counting(
+    published: str, redis_client: redis.Redis, ids: list[str]
+) -> None:
+    client = client_for(published, TRENDING_READER_MAX=5)
+    for article_id in ids[:8]:
+        assert client.post(EVENTS, json={"article_id": article_id}).status_code == 202
+    counted = [redis_client.zscore(bucket_now(), i) for i in ids[:8]]
+    assert counted == [0.5] * 5 + [None] * 3
+    seen = redis_client.keys(keys.SEEN_ROOT + "*")
+    assert len(seen) == 1 and redis_client.zcard(seen[0]) == 5
 
 
 def test_trending_weights_decay_by_hour() -> None:
@@ -109,12 +171,14 @@ def test_trending_weights_decay_by_hour() -> None:
         ({}, "article_id"),
         ({"article_id": "bad id"}, "article_id"),
         ({"article_id": 5}, "article_id"),
-        ({"article_id": "a", "user_id": ""}, "user_id"),
         ({"article_id": "a", "type": "purchase"}, "type"),
         ({"article_id": "a", "position": True}, "position"),
         ({"article_id": "a", "position": 5000}, "position"),
         ({"article_id": "a", "source": "somewhere"}, "source"),
         ({"article_id": "a", "extra": 1}, "extra"),
+        ({"article_id": "a", "user_token": ""}, "user_token"),
+        ({"article_id": "a", "user_token": "no-dots"}, "user_token"),
+        ({"article_id": "a", "user_token": 7}, "user_token"),
         (["a"], "body"),
     ],
 )
@@ -125,14 +189,18 @@ def test_bad_events_are_400(published: str, body: object, parameter: str) -> Non
 
 
 def test_oversized_event_is_413(published: str) -> None:
-    response = client_for(published).post(EVENTS, data="x" * 20_000)
+    response = client_for(published).post(
+        EVENTS, data="x" * 20_000, content_type="application/json"
+    )
     assert response.status_code == 413
 
 
-# ------------------------------------------------------------------------------- erasure
-def test_deleting_a_user_needs_the_admin_token(published: str, redis_client: redis.Redis) -> None:
+def test_deleting_a_user_needs_the_admin_token(
+    published: str, redis_client: redis.Redis, ids: list[str]
+) -> None:
     client = client_for(published)
-    client.post(EVENTS, json={"user_id": "u4", "article_id": "a"})
+    article = ids[0]
+    client.post(EVENTS, json={"user_token": token("u4"), "article_id": article})
     url = "/v1/users/u4"
     for headers in (
         {},
@@ -144,10 +212,13 @@ def test_deleting_a_user_needs_the_admin_token(published: str, redis_client: red
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
         assert response.get_json()["error"] == "unauthorized"
-    assert stored(redis_client, "u4") == ["a"]
+    assert stored(redis_client, "u4") == [article]
+    assert redis_client.exists(keys.seen_key("u", "u4"))
     response = client.delete(url, headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 204
     assert stored(redis_client, "u4") == []
+    # What the reader was counted for is theirs too.
+    assert not redis_client.exists(keys.seen_key("u", "u4"))
     # Idempotent: erasing again (or an unknown user) is fine.
     assert client.delete(url, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 204
     bad = client.delete("/v1/users/a%20b", headers={"Authorization": f"Bearer {TOKEN}"})
@@ -169,8 +240,8 @@ def test_a_short_admin_token_is_refused(published: str) -> None:
 
 # ------------------------------------------------------------------------------- no Redis
 def test_embedded_mode_has_no_server_side_history(model_dir: Path) -> None:
-    client = embedded_app(model_dir, ADMIN_TOKEN=TOKEN).test_client()
-    response = client.post(EVENTS, json={"user_id": "u", "article_id": "a"})
+    client = embedded_app(model_dir, ADMIN_TOKEN=TOKEN, USER_SIGNING_KEY=SIGNING_KEY).test_client()
+    response = client.post(EVENTS, json={"user_token": token("u"), "article_id": "a"})
     assert response.status_code == 501
     assert "need Redis" in response.get_json()["message"]
     response = client.delete("/v1/users/u", headers={"Authorization": f"Bearer {TOKEN}"})
@@ -181,6 +252,103 @@ def test_embedded_mode_has_no_server_side_history(model_dir: Path) -> None:
 
 def test_redis_down_is_503(model_dir: Path) -> None:
     client = redis_app("redis://127.0.0.1:1/0").test_client()
-    response = client.post(EVENTS, json={"user_id": "u", "article_id": "a"})
+    response = client.post(EVENTS, json={"article_id": "a"})
     assert response.status_code == 503
     assert response.headers["Retry-After"]
+
+
+# ------------------------------------------------------------------------------- identities
+def test_a_bare_user_id_is_refused_and_nothing_is_written(
+    published: str, redis_client: redis.Redis, ids: list[str]
+) -> None:
+    client = client_for(published)
+    response = client.post(EVENTS, json={"user_id": "victim", "article_id": ids[0]})
+    assert response.status_code == 401
+    assert response.get_json()["parameter"] == "user_id"
+    assert "user_token" in response.get_json()["message"]
+    assert stored(redis_client, "victim") == []
+    assert redis_client.zcard(bucket_now()) == 0
+
+
+@pytest.mark.parametrize(
+    ("make", "status"),
+    [
+        (lambda: token("victim", key="another-key-of-the-same-length-000"), 401),  # forged
+        (lambda: token("victim", expires=int(NOW.timestamp()) - 1), 401),  # expired
+        (lambda: token("mallory").replace("mallory", "victim", 1), 401),  # id swapped
+        (lambda: token("victim")[:-1] + "A", 401),  # signature altered
+        (lambda: token("victim") + ".x", 400),  # malformed
+        (lambda: "victim.notdigits." + "A" * 43, 400),
+    ],
+)
+def test_forged_expired_or_malformed_tokens_write_nothing(
+    published: str, redis_client: redis.Redis, ids: list[str], make: Any, status: int
+) -> None:
+    client = client_for(published)
+    response = client.post(EVENTS, json={"user_token": make(), "article_id": ids[0]})
+    assert response.status_code == status
+    assert response.get_json()["parameter"] == "user_token"
+    assert stored(redis_client, "victim") == []
+    assert redis_client.zcard(bucket_now()) == 0
+    assert response.headers["Content-Type"] == "application/json"
+
+
+def test_without_a_signing_key_server_side_history_is_off(
+    published: str, redis_client: redis.Redis, ids: list[str]
+) -> None:
+    client = client_for(published, USER_SIGNING_KEY=None)
+    response = client.post(EVENTS, json={"user_token": token("u"), "article_id": ids[0]})
+    assert response.status_code == 501
+    assert "RECS_USER_SIGNING_KEY" in response.get_json()["message"]
+    assert redis_client.zcard(bucket_now()) == 0
+    # Anonymous events still count for trending.
+    assert client.post(EVENTS, json={"article_id": ids[0]}).status_code == 202
+    assert redis_client.zscore(bucket_now(), ids[0]) == 0.5
+
+
+def test_a_weak_signing_key_refuses_to_start(published: str) -> None:
+    with pytest.raises(ConfigError, match="USER_SIGNING_KEY .*at least 32"):
+        client_for(published, USER_SIGNING_KEY="short")
+
+
+def test_unknown_articles_are_refused_and_store_nothing(
+    published: str, redis_client: redis.Redis
+) -> None:
+    client = client_for(published)
+    before = sorted(redis_client.keys("*"))
+    for n in range(300):
+        response = client.post(
+            EVENTS,
+            json={"article_id": f"junk-{n}", "user_token": token("u9")},
+            environ_base={"REMOTE_ADDR": f"10.1.{n // 250}.{n % 250}"},
+        )
+        assert response.status_code == 404
+        assert response.get_json()["parameter"] == "article_id"
+        assert f"junk-{n}" in response.get_json()["message"]
+    assert sorted(redis_client.keys("*")) == before
+
+
+def test_erased_history_is_never_served_again_even_with_redis_paused(
+    published: str, redis_client: redis.Redis, ids: list[str]
+) -> None:
+    client = client_for(published, REDIS_TIMEOUT=0.2, HISTORY_REDIS_TIMEOUT=0.2)
+    reader = token("erase-me")
+    for article_id in ids[:3]:
+        client.post(EVENTS, json={"user_token": reader, "article_id": article_id})
+    body = {"user_token": reader, "k": 5}
+    first = client.post("/v1/recommendations", json=body)
+    assert first.status_code == 200
+    assert any(item["because"] for item in first.get_json()["items"])
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.delete("/v1/users/erase-me", headers=admin).status_code == 204
+    redis_client.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+    try:
+        time.sleep(0.3)  # past the version cache
+        during = client.post("/v1/recommendations", json=body)
+    finally:
+        time.sleep(1.3)
+    assert during.status_code == 503
+    assert "X-Recs-Stale" not in during.headers
+    after = client.post("/v1/recommendations", json=body)
+    assert after.status_code == 200
+    assert not any(item["because"] for item in after.get_json()["items"])

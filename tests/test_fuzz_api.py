@@ -229,7 +229,7 @@ def test_request_bodies_are_size_limited(model_dir: Path) -> None:
         ({"k": True}, "k"),
         ({"section": 5}, "section"),
         ({"exclude": {"a": 1}}, "exclude"),
-        ({"user_id": ["x"]}, "user_id"),
+        ({"user_token": ["x"]}, "user_token"),
         ([1, 2, 3], "body"),
     ],
 )

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from models import records
 from models.records import (
     MAX_REPORTED_ERRORS,
     Article,
@@ -238,6 +239,62 @@ def test_all_records_bad_in_skip_mode_is_still_an_error(tmp_path: Path) -> None:
 def test_bad_on_error_value(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="on_error must be"):
         read_articles([write_jsonl(tmp_path / "a.jsonl", GOOD)], on_error="ignore")  # type: ignore[arg-type]
+
+
+# --- hostile JSON: never a RecursionError or a bare ValueError ---------------------------------
+
+DEEP = "[" * 5000 + "]" * 5000
+
+
+def test_deeply_nested_lines_and_fields_and_huge_integers_are_bad_records(tmp_path: Path) -> None:
+    path = write_jsonl(
+        tmp_path / "a.jsonl",
+        GOOD,
+        DEEP,
+        '{"id": "d1", "title": "t", "meta": ' + DEEP + "}",
+        '{"id": "d2", "title": "t", "n": ' + "9" * 5000 + "}",
+        {**GOOD, "id": "a2"},
+    )
+    with pytest.raises(CorpusError) as info:
+        read_articles([path])
+    assert [str(e) for e in info.value.errors] == [
+        f"{path}:2: invalid JSON (nested deeper than 64 levels at column 65)",
+        f"{path}:3: invalid JSON (nested deeper than 64 levels at column 99)",
+        f"{path}:4: invalid JSON (number with more than 4300 digits at column 33)",
+    ]
+    result = read_articles([path], on_error="skip")
+    assert [a.id for a in result.articles] == ["a1", "a2"] and result.skipped == 3
+
+
+def test_csv_cells_above_the_csv_module_default_limit_are_read(tmp_path: Path) -> None:
+    body = "word " * 60_000  # 300,000 characters: over csv's default 131,072
+    path = tmp_path / "a.csv"
+    path.write_text(f'id,title,body\na1,Long one,"{body}"\na2,Next,short\n', encoding="utf-8")
+    first, second = read_articles([path]).articles
+    assert first.body == body.strip() and second.id == "a2"
+
+
+def test_csv_cell_over_the_field_limit_is_a_bad_record_and_later_rows_survive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(records, "CSV_FIELD_LIMIT", 1000)
+    path = tmp_path / "a.csv"
+    path.write_text(
+        "id,title,body\n"
+        "a1,First,fine\n"
+        f'a2,Too long,"{"x" * 1500}\nstill the same cell"\n'
+        'a3,After,"two\nlines"\n',
+        encoding="utf-8",
+    )
+    error = only_error(path)
+    assert (error.line, error.field) == (3, "body")
+    assert str(error) == (
+        f"{path}:3: field 'body': 1,520 characters, over the 1,000-character limit;"
+        " the record spans lines 3-4: an unclosed quote?"
+    )
+    result = read_articles([path], on_error="skip")
+    assert [a.id for a in result.articles] == ["a1", "a3"] and result.skipped == 1
+    assert result.articles[1].body == "two\nlines"
 
 
 # --- CSV --------------------------------------------------------------------------------------

@@ -6,7 +6,11 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +29,7 @@ from service import updates as upd
 from service.publish import publish, version_info
 from service.store.redis_store import RedisStore
 from service.writer import Writer
-from tests.conftest import SAMPLE_ARTICLES
+from tests.conftest import REPO, SAMPLE_ARTICLES
 from tests.test_updates import CONFIGS, N, build, client_for, edited, loader
 
 UNREACHABLE = "redis://127.0.0.1:1/0"
@@ -224,6 +228,55 @@ def test_worker_once_applies_the_queue_and_refuses_a_wrong_model(
     client.set(keys.UPDATE_LOCK, "ghost-writer", px=60_000)
     result = invoke("worker", "--redis-url", redis_url, "--model", live.path, "--once")
     assert result.exit_code == 3 and "another update writer holds" in result.stderr
+
+
+def test_worker_waits_for_a_version_survives_a_flushall_and_stops_on_sigterm(
+    redis_url: str, client: redis.Redis, sample: list[Article], tmp_path: Path
+) -> None:
+    built = build(tmp_path / "build", sample[:N])
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.move(built.path, root / built.version)
+    built.path = root / built.version
+    log = tmp_path / "worker.log"
+    command = [
+        sys.executable, "-c", "from scripts.cli import main; main()",
+        "worker", "--redis-url", redis_url, "--model-root", str(root),
+    ]  # fmt: skip
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        # Nothing is published: the worker logs that once and keeps waiting.
+        wait_for_log(log, "nothing is published yet; waiting for a version", worker)
+        time.sleep(1.0)
+        assert worker.poll() is None
+        publish(client, built)
+        entry = upd.enqueue_upsert(client, sample[N], by="api")
+        ack = upd.wait_applied(client, entry, 20.0)
+        assert ack is not None and ack["status"] == "applied" and ack["version"] == built.version
+        # Redis emptied under it: back to waiting, lock taken again, no exit.
+        client.flushall()
+        wait_for_log(log, f"live version {built.version} is gone", worker)
+        wait_for_log(log, "took it again", worker)
+        assert worker.poll() is None
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(20) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    text = log.read_text()
+    assert text.count("nothing is published yet") == 1
+    assert "update writer stopped" in text and "Traceback" not in text
+    assert client.get(keys.UPDATE_LOCK) is None
+
+
+def wait_for_log(path: Path, text: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while text not in path.read_text():
+        assert process.poll() is None, path.read_text()
+        assert time.monotonic() < deadline, path.read_text()
+        time.sleep(0.05)
 
 
 # ------------------------------------------------------------------------------- model dir

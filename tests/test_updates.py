@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +26,14 @@ from service import keys
 from service import updates as upd
 from service.publish import article_tag_keys, publish, tag_keys, version_info
 from service.store.redis_store import RedisStore
-from service.writer import LOCK_TTL_MS, Writer, WriterError, WriterLock, parse_entry
+from service.writer import (
+    LOCK_TTL_MS,
+    MAX_IDLE_WAIT_S,
+    Writer,
+    WriterError,
+    WriterLock,
+    parse_entry,
+)
 from tests.conftest import SAMPLE_ARTICLES
 
 N, M = 120, 16
@@ -696,3 +704,91 @@ def test_the_writer_waits_for_a_publish_and_refuses_a_wrong_model(
     with Writer(client, loader(loaded)) as wrong:
         with pytest.raises(WriterError, match=f"no model for {other.version}"):
             wrong.run(once=True)
+
+
+# ------------------------------------------------------------------------------- an emptied Redis
+
+
+def fast_lock(client: redis.Redis) -> WriterLock:
+    """A lock refreshed every 50 ms, so a vanished lock is noticed at once."""
+    return WriterLock(client, ttl_ms=5_000, refresh_s=0.05)
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_the_writer_waits_for_a_version_and_survives_a_flushall(
+    client: redis.Redis,
+    sample: list[Article],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loaded = build(tmp_path / "m", sample[:N])
+    writer = Writer(client, loader(loaded), block_ms=20, lock=fast_lock(client))
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with writer:
+                writer.run(stop)
+        except BaseException as exc:  # the test fails on any
+            failures.append(exc)
+
+    def gone() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if f"live version {loaded.version} is gone" in r.message]
+
+    caplog.set_level("INFO", logger="service.writer")
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        time.sleep(0.8)  # several polls of an empty Redis, backing off
+        assert thread.is_alive() and not failures
+        waiting = [r for r in caplog.records if "nothing is published yet" in r.message]
+        assert len(waiting) == 1
+        for round_ in range(2):
+            publish(client, loaded)
+            entry = upd.enqueue_upsert(client, edited(sample[1], round_), by="cli")
+            ack = upd.wait_applied(client, entry, 10.0)
+            assert ack is not None and ack["status"] == "applied", ack
+            assert ack["version"] == loaded.version
+            client.flushall()
+            # The writer notices, goes back to waiting and takes its vanished lock again.
+            wait_for(lambda n=round_ + 1: len(gone()) == n)
+            wait_for(lambda: client.get(keys.UPDATE_LOCK) is not None)
+            assert thread.is_alive() and not failures
+        assert any("had vanished" in r.message for r in caplog.records)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive() and not failures
+    assert client.get(keys.UPDATE_LOCK) is None
+
+
+def test_a_lock_taken_by_another_writer_is_not_taken_back(
+    client: redis.Redis, sample: list[Article], tmp_path: Path
+) -> None:
+    loaded = build(tmp_path / "m", sample[:N])
+    publish(client, loaded)
+    writer = Writer(client, loader(loaded), block_ms=20, lock=fast_lock(client))
+    with writer:
+        client.set(keys.UPDATE_LOCK, "other-host:1:abc", px=60_000)
+        with pytest.raises(WriterError, match="lost the update writer lock .* to other-host:1:abc"):
+            writer.run(threading.Event())
+    assert client.get(keys.UPDATE_LOCK) == b"other-host:1:abc"
+
+
+def test_the_idle_wait_backs_off_to_a_cap(client: redis.Redis) -> None:
+    writer = Writer(client, loader(), block_ms=500)
+    stopped = threading.Event()
+    stopped.set()  # a set stop event ends each wait at once (as SIGTERM does)
+    waits = []
+    for _ in range(6):
+        writer._wait_for_a_version(None, stopped)
+        waits.append(writer._idle_wait)
+    assert waits == [0.5, 1.0, 2.0, 4.0, MAX_IDLE_WAIT_S, MAX_IDLE_WAIT_S]
+    assert MAX_IDLE_WAIT_S == 5.0

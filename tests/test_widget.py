@@ -89,6 +89,20 @@ def test_widget_script_has_no_dependencies_or_error_logging() -> None:
     assert "innerHTML" not in source  # data reaches the page as text only
 
 
+def test_widget_names_readers_only_by_the_signed_token() -> None:
+    """Server-side history takes data-user-token (sent as user_token in JSON bodies); a bare
+    user id is never read into a request (tests/test_widget_browser.py checks the traffic)."""
+    source = WIDGET.read_text(encoding="utf-8")
+    assert 'attr(box, "data-user-token") || attr(script, "data-user-token")' in source
+    for sent in ("user_token: token", "user_token: state.token", "payload.user_token = "):
+        assert sent in source  # the view, the recommendations, the clicks
+    assert not re.search(r"\buser_id\b\s*[:=]", source)
+    assert "user_token=" not in source and "user_id=" not in source  # never in a query
+    # data-user-id is read only to warn that it was replaced.
+    assert source.count('"data-user-id"') == 2
+    assert 'attr(box, "data-user-id") && !attr(script, "data-user-id")' in source
+
+
 # ------------------------------------------------------------------------------- demo
 
 

@@ -64,31 +64,90 @@ FORYOU = '[data-recs="foryou"]'
 # the browser's network log, not the widget's (it cannot be suppressed from script), so the
 # checks below leave exactly those lines out.
 NETWORK_LOG = "Failed to load resource"
+# A reader token as the site's backend signs it: <user_id>.<expires_unix>.<43-char sig>. The
+# server does not check it in these tests: they capture what the widget sends.
+TOKEN = "reader-7.4102444800.q0Zx-Vb_9sT3kLmNpQrStUvWxYz0123456789AbCdEf"
+JSON_TYPE = "application/json"
+# Spies installed before any page script: how each POST left the page (beacon or fetch, with
+# which type, keepalive and credentials). For the tests that stay on the page.
+TRANSPORT_SPY = """
+window.__posts = [];
+(function () {
+  var beacon = navigator.sendBeacon && navigator.sendBeacon.bind(navigator);
+  if (beacon) navigator.sendBeacon = function (url, data) {
+    window.__posts.push({via: "beacon", url: String(url), type: (data && data.type) || ""});
+    return beacon(url, data);
+  };
+  var fetch = window.fetch;
+  window.fetch = function (url, init) {
+    init = init || {};
+    if (String(init.method || "GET").toUpperCase() === "POST") {
+      var headers = new Headers(init.headers || {});
+      window.__posts.push({via: "fetch", url: String(url), type: headers.get("Content-Type") || "",
+        keepalive: !!init.keepalive, credentials: init.credentials || ""});
+    }
+    return fetch.apply(this, arguments);
+  };
+})();
+"""
 
 
 # ------------------------------------------------------------------------------- fixtures
 
 
+@dataclass(frozen=True)
+class Received:
+    """One request as the server received it."""
+
+    method: str
+    path: str
+    query: str
+    content_type: str
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
 class EventRecorder:
-    """WSGI middleware keeping the bodies of ``POST /v1/events`` as the server received them
-    (a beacon's body is not visible to Playwright's request events), and serving the test's
-    own host pages (``pages``: path -> (content type, body))."""
+    """WSGI middleware keeping every request as the server received it (``requests``), the
+    bodies of ``POST /v1/events`` among them (``events``: a beacon's body is not visible to
+    Playwright's request events), and serving the test's own host pages (``pages``: path ->
+    (content type, body))."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.events: list[dict[str, Any]] = []
+        self.requests: list[Received] = []
         self.pages: dict[str, tuple[str, bytes]] = {}
 
+    def clear(self) -> None:
+        self.events.clear()
+        self.requests.clear()
+
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        body = b""
+        if environ["REQUEST_METHOD"] == "POST":
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+        received = Received(
+            environ["REQUEST_METHOD"],
+            environ["PATH_INFO"],
+            environ.get("QUERY_STRING", ""),
+            environ.get("CONTENT_TYPE", ""),
+            body,
+        )
+        self.requests.append(received)
         page = self.pages.get(environ["PATH_INFO"])
         if page is not None:
             start_response("200 OK", [("Content-Type", page[0])])
             return [page[1]]
-        if environ["PATH_INFO"] == "/v1/events" and environ["REQUEST_METHOD"] == "POST":
-            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-            self.events.append(json.loads(body))
-            environ["wsgi.input"] = io.BytesIO(body)
+        if received.path == "/v1/events" and received.method == "POST":
+            self.events.append(received.json())
         return self.app(environ, start_response)
+
+    def posts(self, path: str) -> list[Received]:
+        return [r for r in self.requests if r.method == "POST" and r.path == path]
 
     def wait_for(self, expected: dict[str, Any], timeout: float = 3.0) -> bool:
         """Whether an event with (at least) these fields arrives within ``timeout``."""
@@ -130,8 +189,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture
 def server(live: Server) -> str:
-    """The live server's base URL, with no events recorded yet."""
-    live.recorder.events.clear()
+    """The live server's base URL, with no requests recorded yet."""
+    live.recorder.clear()
     return live.url
 
 
@@ -158,6 +217,8 @@ class Session:
 
     page: Page
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)  # every request of the browser context
 
     def script_errors(self) -> list[str]:
         return [e for e in self.errors if NETWORK_LOG not in e]
@@ -180,8 +241,11 @@ def session(browser: Browser) -> Iterator[Session]:
     def on_console(message: ConsoleMessage) -> None:
         if message.type == "error":
             result.errors.append(f"console: {message.text}")
+        elif message.type == "warning":
+            result.warnings.append(message.text)
 
     page.on("console", on_console)
+    context.on("request", lambda request: result.urls.append(request.url))
     page.on("pageerror", lambda error: result.errors.append(f"pageerror: {error}"))
     try:
         yield result
@@ -212,6 +276,59 @@ def screenshot(page: Page, name: str) -> Path:
     path = OUTPUT / name
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@dataclass
+class Captured:
+    """The widget's ``POST /v1/recommendations`` requests, answered by the test."""
+
+    answer: dict[str, Any]
+    requests: list[tuple[dict[str, str], str]] = field(default_factory=list)  # headers, body
+
+
+def capture_recommendation_posts(page: Page, server: str, k: int) -> Captured:
+    """Answers each ``POST /v1/recommendations`` with the API's history-free answer (these
+    tests check what the widget sends, not the server's token check) and keeps its headers
+    and body; anything else goes on to the server."""
+    captured = Captured(api(server, f"/v1/recommendations?k={k}"))
+
+    def handle(route: Route) -> None:
+        request = route.request
+        if request.method != "POST":
+            route.continue_()
+            return
+        captured.requests.append((request.headers, request.post_data or ""))
+        # Cross-origin the page needs CORS; Playwright answers the preflight itself.
+        route.fulfill(json=captured.answer, headers={"Access-Control-Allow-Origin": "*"})
+
+    page.route("**/v1/recommendations*", handle)
+    return captured
+
+
+def assert_token_only_in_bodies(session: Session, events: EventRecorder) -> None:
+    """The token never appears in a URL (browser side or as the server saw it), and no body
+    names a ``user_id``."""
+    signature = TOKEN.rsplit(".", 1)[1]
+    urls = session.urls + [f"{r.path}?{r.query}" for r in events.requests]
+    assert urls
+    for url in urls:
+        for word in (TOKEN, signature, "user_token", "user_id"):
+            assert word not in url, url
+    for received in events.requests:
+        if received.body:
+            assert "user_id" not in received.json(), received
+
+
+def host_page(events: EventRecorder, path: str, body: str) -> None:
+    """A host page served by the live server (both loopback names reach it)."""
+    page = f"""<!doctype html><html lang="en"><head><title>site</title>
+<link rel="icon" href="data:,"></head><body>{body}</body></html>"""
+    events.pages[path] = ("text/html; charset=utf-8", page.encode())
+
+
+# Clicks stay on the page (the widget's listener on the box runs first), so the spies can be
+# read afterwards.
+STAY = '<script>document.addEventListener("click", function (e) { e.preventDefault(); });</script>'
 
 
 # ------------------------------------------------------------------------------- tests
@@ -367,14 +484,14 @@ def _png() -> bytes:
 def test_cards_from_another_origin_with_images_urls_and_server_side_history(
     server: str, session: Session, events: EventRecorder
 ) -> None:
-    """An embed on another site: CORS, data-user-id events, images, unsafe URLs ignored."""
+    """An embed on another site: CORS, data-user-token events, images, unsafe URLs ignored."""
     page = session.page
     site = server.replace("127.0.0.1", "localhost")  # another origin, still loopback
     host_page = f"""<!doctype html><html lang="en"><head><title>site</title>
 <link rel="icon" href="data:,"></head><body style="--recs-accent:#0057b8">
 <h1 data-current-article="{START}">A host page</h1>
 <div data-recs="related" data-article-id="{START}" data-k="4"></div>
-<div data-recs="foryou" data-k="3" data-user-id="reader-7"
+<div data-recs="foryou" data-k="3" data-user-token="{TOKEN}"
      data-link-template="{site}/read/{{id}}"></div>
 <script src="{server}/widget.js" async></script></body></html>"""
     # Served by the real server, not fulfilled by Playwright: Chromium's local-network-access
@@ -391,6 +508,7 @@ def test_cards_from_another_origin_with_images_urls_and_server_side_history(
         route.fulfill(response=response, json=body)
 
     page.route("**/v1/articles/*/related*", with_images)
+    recs = capture_recommendation_posts(page, server, 3)
     page.goto(f"{site}/host.html")
     wait_state(page, RELATED, "ready")
     wait_state(page, FORYOU, "ready")
@@ -409,9 +527,15 @@ def test_cards_from_another_origin_with_images_urls_and_server_side_history(
     assert foryou.first.get_attribute("href", timeout=1000) == (
         f"{site}/read/{card_ids(page, FORYOU)[0]}"
     )
-    # data-user-id: the view went to the server (which has no Redis here and refuses it; the
-    # widget carries on), and nothing was written to this browser's storage.
-    assert {"user_id": "reader-7", "article_id": START, "type": "view"} in events.events
+    # data-user-token: the view went to the server first (which may refuse it; the widget
+    # carries on), then the box asked for the reader's recommendations, both with the token
+    # in a JSON body; nothing was written to this browser's storage.
+    view = {"user_token": TOKEN, "article_id": START, "type": "view"}
+    [view_post] = [r for r in events.posts("/v1/events") if r.json().get("type") == "view"]
+    assert (view_post.json(), view_post.content_type) == (view, JSON_TYPE)
+    [(headers, body)] = recs.requests
+    assert headers["content-type"] == JSON_TYPE
+    assert json.loads(body) == {"user_token": TOKEN, "k": 3}
     assert page.evaluate("RelatedStories.history()") == []
     # Themed through --recs-accent on the host page.
     accent = "getComputedStyle(document.querySelector('.recs__heading')).borderTopColor"
@@ -420,6 +544,142 @@ def test_cards_from_another_origin_with_images_urls_and_server_side_history(
     page.route(f"{site}/read/*", lambda route: route.fulfill(body="ok"))
     with page.expect_navigation():
         foryou.first.click()
-    clicked = {"type": "click", "user_id": "reader-7", "position": 0, "source": "history"}
-    assert events.wait_for(clicked) or events.wait_for({**clicked, "source": "latest"})
+    first = recs.answer["items"][0]
+    clicked = {
+        "article_id": first["id"],
+        "type": "click",
+        "position": 0,
+        "source": first.get("source") or "other",
+        "user_token": TOKEN,
+    }
+    assert events.wait_for(clicked), events.events
+    [click_post] = [r for r in events.posts("/v1/events") if r.json().get("type") == "click"]
+    assert (click_post.json(), click_post.content_type) == (clicked, JSON_TYPE)
+    assert_token_only_in_bodies(session, events)
+    assert session.script_errors() == []
+
+
+@pytest.mark.parametrize("origin", ["same-origin", "cross-origin"])
+def test_token_events_are_json_by_beacon_same_origin_and_keepalive_fetch_cross_origin(
+    server: str, session: Session, events: EventRecorder, origin: str
+) -> None:
+    """Every POST leaves as application/json with user_token: the click by sendBeacon (a JSON
+    Blob) on the API's own origin, by fetch with keepalive and no credentials elsewhere."""
+    page = session.page
+    site = server if origin == "same-origin" else server.replace("127.0.0.1", "localhost")
+    host_page(
+        events,
+        "/transport.html",
+        f"""<h1 data-current-article="{START}">A host page</h1>
+<div data-recs="related" data-article-id="{START}" data-k="4"></div>
+<div data-recs="foryou" data-k="3"></div>{STAY}
+<script src="{server}/widget.js" data-user-token="{TOKEN}" async></script>""",
+    )
+    page.context.add_init_script(TRANSPORT_SPY)
+    recs = capture_recommendation_posts(page, server, 3)
+    page.goto(f"{site}/transport.html")
+    wait_state(page, RELATED, "ready")
+    wait_state(page, FORYOU, "ready")
+    first = card_ids(page, RELATED)[0]
+    page.locator(f"{RELATED} a.recs__link").first.click()
+
+    # The token on the script tag covers every box: the related box's click carries it.
+    clicked = {
+        "article_id": first,
+        "type": "click",
+        "position": 0,
+        "source": "related",
+        "user_token": TOKEN,
+    }
+    assert events.wait_for(clicked), events.events
+    # As the server received them: JSON bodies with Content-Type application/json.
+    received = {r.json()["type"]: r for r in events.posts("/v1/events")}
+    assert received["view"].json() == {"user_token": TOKEN, "article_id": START, "type": "view"}
+    assert received["click"].json() == clicked
+    assert {r.content_type for r in events.posts("/v1/events")} == {JSON_TYPE}
+    [(headers, body)] = recs.requests
+    assert headers["content-type"] == JSON_TYPE
+    assert json.loads(body) == {"user_token": TOKEN, "k": 3}
+
+    # As they left the page: the view awaited by fetch, the click by the path for the origin.
+    events_url = f"{server}/v1/events"
+    keepalive = {"via": "fetch", "type": JSON_TYPE, "keepalive": True, "credentials": "omit"}
+    posts: list[dict[str, Any]] = page.evaluate("window.__posts")
+    view, click = [p for p in posts if p["url"] == events_url]
+    assert view == {**keepalive, "url": events_url}
+    if origin == "same-origin":
+        assert click == {"via": "beacon", "url": events_url, "type": JSON_TYPE}
+    else:
+        assert click == {**keepalive, "url": events_url}
+    assert [p["url"] for p in posts] == [events_url, f"{server}/v1/recommendations", events_url]
+    assert {p["type"] for p in posts} == {JSON_TYPE}
+
+    assert_token_only_in_bodies(session, events)
+    assert page.evaluate("RelatedStories.history()") == []
+    assert not [w for w in session.warnings if "[recs]" in w]
+    assert session.script_errors() == []
+
+
+def test_a_refused_token_still_fills_the_box_without_a_history(
+    server: str, session: Session, events: EventRecorder
+) -> None:
+    """An expired or foreign token (401): the box asks again, anonymously and history-free."""
+    page = session.page
+    host_page(
+        events,
+        "/refused.html",
+        f"""<h1 data-current-article="{START}">A host page</h1>
+<div data-recs="foryou" data-k="3" data-user-token="{TOKEN}"></div>
+<script src="/widget.js" async></script>""",
+    )
+    refused: list[str] = []
+
+    def refuse(route: Route) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        refused.append(route.request.post_data or "")
+        body = {"error": "unauthorized", "message": "token expired"}
+        route.fulfill(status=401, json=body)
+
+    page.route("**/v1/recommendations*", refuse)
+    page.goto(f"{server}/refused.html")
+    wait_state(page, FORYOU, "ready")
+    assert [json.loads(body) for body in refused] == [{"user_token": TOKEN, "k": 3}]
+    gets = [r for r in events.requests if r.method == "GET" and r.path == "/v1/recommendations"]
+    assert [r.query for r in gets] == ["k=3"]
+    assert page.locator(f"{FORYOU} a.recs__link").count() >= 1
+    assert page.evaluate("RelatedStories.history()") == []
+    assert_token_only_in_bodies(session, events)
+    assert session.script_errors() == []
+
+
+def test_data_user_id_is_ignored_with_one_warning(
+    server: str, session: Session, events: EventRecorder
+) -> None:
+    """The old attribute names a reader without proof: no longer read. The boxes use the
+    browser's own history, nothing names the reader, and the page is told once."""
+    page = session.page
+    host_page(
+        events,
+        "/old.html",
+        f"""<h1 data-current-article="{START}">A host page</h1>
+<div data-recs="related" data-article-id="{START}" data-k="4" data-user-id="reader-7"></div>
+<div data-recs="foryou" data-k="3" data-user-id="reader-7"></div>{STAY}
+<script src="/widget.js" data-user-id="reader-7" async></script>""",
+    )
+    page.goto(f"{server}/old.html")
+    wait_state(page, RELATED, "ready")
+    wait_state(page, FORYOU, "ready")
+    assert page.evaluate("RelatedStories.history()") == [START]
+    assert events.posts("/v1/recommendations") == []
+    gets = [r for r in events.requests if r.method == "GET" and r.path == "/v1/recommendations"]
+    assert [r.query for r in gets] == [f"k=3&history={START}"]
+    first = card_ids(page, RELATED)[0]
+    page.locator(f"{RELATED} a.recs__link").first.click()
+    clicked = {"article_id": first, "type": "click", "position": 0, "source": "related"}
+    assert events.wait_for(clicked), events.events
+    assert events.events == [clicked]  # no view went to the server; no reader named
+    warnings = [w for w in session.warnings if "[recs]" in w]
+    assert len(warnings) == 1 and "data-user-token" in warnings[0], session.warnings
     assert session.script_errors() == []

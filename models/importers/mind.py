@@ -10,13 +10,13 @@ evaluation uses as "readers also read" ground truth.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from models import jsonsafe
 from models.importers.common import ImportStats, check_on_error, handle_error, strip_control
 from models.records import Article, CorpusError, OnError, RecordError, article_from_mapping
 
@@ -144,8 +144,8 @@ def _entities(raw: str) -> list[str] | None:
     if not raw:
         return []
     try:
-        entities: Any = json.loads(raw)
-    except json.JSONDecodeError:
+        entities: Any = jsonsafe.loads(raw)
+    except jsonsafe.JSONInputError:
         return None
     if not isinstance(entities, list):
         return None

@@ -2,7 +2,7 @@
 (function (window, document) {
   "use strict";
   // Bump on every change: /widget.js?v=VERSION is served as immutable, and the ETag carries it.
-  var VERSION = "1.0.0";
+  var VERSION = "2.0.0";
   var NS = "RelatedStories";
   // Loaded twice (two embeds on one page): the first copy owns the boxes.
   if (window[NS]) return;
@@ -16,6 +16,7 @@
   var TITLES = { related: "You may also like", foryou: "Recommended for you" };
   var seq = 0;
   var viewSent = null; // the page view, recorded once per page load
+  var warned = false; // the data-user-id notice, once per page load
 
   function noop() {}
 
@@ -92,8 +93,26 @@
     return validId(id) ? id : "";
   }
 
-  function userId(box) {
-    return attr(box, "data-user-id") || attr(script, "data-user-id");
+  // Server-side history needs the reader's token, signed by the site's backend
+  // ("<user_id>.<expires_unix>.<sig>"). It travels only in JSON bodies, never in a URL.
+  function userToken(box) {
+    return attr(box, "data-user-token") || attr(script, "data-user-token");
+  }
+
+  function warnUserId(box) {
+    // data-user-id named a reader without proof: the API no longer accepts it. Said once, as
+    // a warning (not an error), so a site still using it learns why the box is anonymous.
+    if (warned || userToken(box)) return;
+    if (!attr(box, "data-user-id") && !attr(script, "data-user-id")) return;
+    warned = true;
+    try {
+      window.console.warn(
+        "[recs] data-user-id is ignored: it was replaced by data-user-token (signed by the " +
+          "site's backend); this page uses the browser's own reading history"
+      );
+    } catch (e) {
+      /* no console */
+    }
   }
 
   // --------------------------------------------------------------------- network
@@ -110,7 +129,11 @@
       window
         .fetch(url, init)
         .then(function (response) {
-          if (!response.ok) throw new Error("HTTP " + response.status);
+          if (!response.ok) {
+            var error = new Error("HTTP " + response.status);
+            error.status = response.status;
+            throw error;
+          }
           return response.json();
         })
         .then(
@@ -154,10 +177,11 @@
     }
   }
 
-  // Server-side history (data-user-id opt-in): the view must reach the API before the
-  // recommendation request; a failure (503 without Redis) or a slow answer just moves on.
-  function sendView(base, user, article, timeout) {
-    var payload = { user_id: user, article_id: article, type: "view" };
+  // Server-side history (data-user-token opt-in): the view must reach the API before the
+  // recommendation request; a failure (503 without Redis, a refused token) or a slow answer
+  // just moves on.
+  function sendView(base, token, article, timeout) {
+    var payload = { user_token: token, article_id: article, type: "view" };
     return getJSON(
       base + "v1/events",
       {
@@ -359,20 +383,29 @@
         state.timeout
       );
       current = id;
-    } else if (state.user) {
-      request = (viewSent || Promise.resolve()).then(function () {
-        // No history field: given, it would replace the reader's stored history.
-        var payload = { user_id: state.user, k: k };
-        return getJSON(
-          state.base + "v1/recommendations",
-          {
-            method: "POST",
-            body: JSON.stringify(payload),
-            headers: { "Content-Type": "application/json" },
-          },
-          state.timeout
-        );
-      });
+    } else if (state.token) {
+      request = (viewSent || Promise.resolve())
+        .then(function () {
+          // No history field: given, it would replace the reader's stored history.
+          var payload = { user_token: state.token, k: k };
+          return getJSON(
+            state.base + "v1/recommendations",
+            {
+              method: "POST",
+              body: JSON.stringify(payload),
+              headers: { "Content-Type": "application/json" },
+            },
+            state.timeout
+          );
+        })
+        .catch(function (error) {
+          // A token the API refuses (expired in a long-open tab, malformed): the box still
+          // shows what the API recommends without a history.
+          var status = error && error.status;
+          if (status !== 400 && status !== 401 && status !== 403) throw error;
+          debug("token refused (HTTP " + status + "), recommending without a history");
+          return getJSON(state.base + "v1/recommendations?k=" + k, {}, state.timeout);
+        });
     } else {
       var history = readHistory();
       var query = "?k=" + k;
@@ -398,7 +431,7 @@
         position: parseInt(link.getAttribute("data-recs-position"), 10),
         source: link.getAttribute("data-recs-source"),
       };
-      if (state.user) payload.user_id = state.user;
+      if (state.token) payload.user_token = state.token;
       postEvent(state.base, payload);
     } catch (e) {
       debug("click not reported", e);
@@ -416,7 +449,7 @@
       k: k,
       base: apiBase(box),
       timeout: timeout > 0 ? timeout : DEFAULT_TIMEOUT,
-      user: userId(box), // foryou: server-side history; both: the user of click events
+      token: userToken(box), // foryou: server-side history; both: the reader of click events
       frame: el("div", "recs__frame"),
     };
     box.classList.add("recs");
@@ -477,13 +510,15 @@
   function recordView() {
     if (viewSent) return;
     var current = currentArticle();
-    var opted = attr(script, "data-user-id") ? script : document.querySelector("[data-recs][data-user-id]");
-    var user = userId(opted);
+    var opted = attr(script, "data-user-token")
+      ? script
+      : document.querySelector("[data-recs][data-user-token]");
+    var token = userToken(opted);
     if (!current) {
       viewSent = Promise.resolve();
-    } else if (user) {
+    } else if (token) {
       var base = apiBase(opted);
-      viewSent = base ? sendView(base, user, current, DEFAULT_TIMEOUT) : Promise.resolve();
+      viewSent = base ? sendView(base, token, current, DEFAULT_TIMEOUT) : Promise.resolve();
     } else {
       // Personalisation without server-side tracking: the history never leaves the browser
       // except as the query of the reader's own recommendation request.
@@ -500,6 +535,7 @@
       recordView();
       for (var n = 0; n < boxes.length; n++) {
         try {
+          warnUserId(boxes[n]);
           setup(boxes[n]);
         } catch (e) {
           debug("box failed", e);

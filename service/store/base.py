@@ -14,6 +14,11 @@ class StoreUnavailable(RuntimeError):
     """The backing store cannot be reached (the API answers 503 with Retry-After)."""
 
 
+class NoLiveVersion(StoreUnavailable):
+    """The store answers but holds no published version (never published, or a Redis that
+    restarted empty): like an outage, remembered answers are served marked stale."""
+
+
 @dataclass(frozen=True, slots=True)
 class Neighbour:
     """One stored neighbour of an article."""

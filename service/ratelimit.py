@@ -1,0 +1,137 @@
+"""Per-client rate limits on the public write path, with Flask-Limiter.
+
+``RECS_EVENTS_RATE_LIMIT`` limits ``POST /v1/events`` and ``RECS_RECOMMENDATIONS_RATE_LIMIT``
+``/v1/recommendations`` per client address, in Flask-Limiter's syntax (``120/minute``,
+``10/second;300/minute``); ``off`` turns one off. ``/related`` has no limit: it is cacheable and
+a CDN answers most of it. In Redis mode the counts live in Redis, so every gunicorn worker and
+every instance shares them; in embedded mode they are per process.
+
+The client address is ``request.remote_addr``: the TCP peer, which a client cannot fake.
+Behind proxies, ``RECS_TRUSTED_PROXIES`` says how many of them append to ``X-Forwarded-For``
+(werkzeug's ProxyFix takes the address that many hops from the right); with 0 the header is
+ignored, so a spoofed ``X-Forwarded-For`` never changes the key.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, current_app
+from flask_limiter import Limiter, RateLimitExceeded
+from flask_limiter.util import get_remote_address
+from limits import parse_many
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from service.errors import error_response
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "recs_limiter"
+OFF = "off"
+DEFAULTS: dict[str, Any] = {
+    # A reader's page view sends one event and a click another: 120 a minute is far above
+    # any reader and far below a flood.
+    "EVENTS_RATE_LIMIT": "120/minute",
+    # Each box asks once per page view; a busy reader opens a few pages a minute.
+    "RECOMMENDATIONS_RATE_LIMIT": "300/minute",
+    "TRUSTED_PROXIES": 0,  # hops of X-Forwarded-For to trust (0: none, use the TCP peer)
+}
+LIMITED = {
+    "foryou.events": "EVENTS_RATE_LIMIT",
+    "foryou.recommendations": "RECOMMENDATIONS_RATE_LIMIT",
+}
+
+
+def _limit(config: Mapping[str, Any], name: str) -> str | None:
+    """The limit string of ``name`` (``None``: off); ConfigError when it does not parse."""
+    from service.store_ext import ConfigError
+
+    value = config[name]
+    if isinstance(value, str) and value.strip().lower() == OFF:
+        return None
+    try:
+        if not isinstance(value, str) or not parse_many(value):
+            raise ValueError(value)
+    except ValueError:
+        raise ConfigError(
+            f"{name} (env RECS_{name}) must be a rate such as 120/minute, or off"
+        ) from None
+    return value
+
+
+def _proxies(config: Mapping[str, Any]) -> int:
+    from service.store_ext import ConfigError
+
+    value = config["TRUSTED_PROXIES"]
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
+        raise ConfigError("TRUSTED_PROXIES (env RECS_TRUSTED_PROXIES) must be 0 to 10 hops")
+    return value
+
+
+def init_app(app: Flask) -> None:
+    """Wrap the app in ProxyFix (if trusted proxies are set) and limit the public POST routes.
+
+    Call after the routes are registered.
+    """
+    for name, value in DEFAULTS.items():
+        app.config.setdefault(name, value)
+    hops = _proxies(app.config)
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)  # type: ignore[method-assign]
+    limits = {endpoint: _limit(app.config, name) for endpoint, name in LIMITED.items()}
+    redis_url = app.config.get("REDIS_URL")
+    timeout = float(app.config.get("REDIS_TIMEOUT", 0.5))
+    # Typed str | int by Flask-Limiter, passed on to redis-py, which takes float seconds.
+    storage_options: dict[str, Any] = (
+        {"socket_timeout": timeout, "socket_connect_timeout": timeout} if redis_url else {}
+    )
+    limiter = Limiter(
+        key_func=get_remote_address,
+        app=app,
+        storage_uri=str(redis_url) if redis_url else "memory://",
+        storage_options=storage_options,
+        strategy="sliding-window-counter",
+        key_prefix="rs:rl",
+        # Its headers would also stamp its own Retry-After on our 503s; the 429 gets one below.
+        headers_enabled=False,
+        # A Redis outage must not turn every limited route into a 500: counts fall back to
+        # the process's memory until Redis answers again.
+        swallow_errors=True,
+        in_memory_fallback_enabled=True,
+        default_limits=[],
+    )
+    for endpoint, limit in limits.items():
+        view: Any = app.view_functions[endpoint]
+        if limit is None:
+            app.view_functions[endpoint] = limiter.exempt(view)
+        else:
+            app.view_functions[endpoint] = limiter.limit(limit)(view)
+    app.extensions[EXTENSION] = limiter
+    app.register_error_handler(RateLimitExceeded, _too_many_requests)
+
+
+def _too_many_requests(exc: RateLimitExceeded) -> Response:
+    current = limiter().current_limit
+    wait = 1
+    if current is not None:
+        # Seconds until the window lets this client in again (at least 1).
+        wait = max(1, math.ceil(current.reset_at - time.time()))
+    response = error_response(
+        429,
+        "too_many_requests",
+        f"rate limit exceeded for this client address ({exc.limit.limit}); retry in {wait} s",
+    )
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
+def limiter() -> Limiter:
+    """The current app's limiter."""
+    value: Limiter = current_app.extensions[EXTENSION]
+    return value
