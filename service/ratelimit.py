@@ -18,6 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from flask import Flask, Response, current_app
@@ -112,8 +113,33 @@ def init_app(app: Flask) -> None:
             app.view_functions[endpoint] = limiter.exempt(view)
         else:
             app.view_functions[endpoint] = limiter.limit(limit)(view)
+    _scope_hooks(app, limiter, {endpoint.split(".")[0] for endpoint in LIMITED})
     app.extensions[EXTENSION] = limiter
     app.register_error_handler(RateLimitExceeded, _too_many_requests)
+
+
+def _scope_hooks(app: Flask, limiter: Limiter, blueprints: set[str]) -> None:
+    """Run the limiter's request hooks for the limited routes' blueprints only.
+
+    Flask-Limiter hooks every request of the app; on ``/related``, which has no limit, that
+    costs ~80 us of a ~280 us request (in-process, Reuters sample). Moving its hooks to the
+    blueprints that hold limited routes keeps the rest of the app at its old speed.
+    """
+
+    def owned(hook: Any) -> bool:
+        if isinstance(hook, partial):
+            return any(arg is limiter for arg in hook.args)
+        return getattr(hook, "__self__", None) is limiter
+
+    for registry in (app.before_request_funcs, app.after_request_funcs, app.teardown_request_funcs):
+        hooks: list[Any] = registry.get(None, [])
+        moved = [hook for hook in hooks if owned(hook)]
+        if not moved:
+            raise RuntimeError("Flask-Limiter's request hooks were not found on the app")
+        for hook in moved:
+            hooks.remove(hook)
+            for blueprint in sorted(blueprints):
+                registry.setdefault(blueprint, []).append(hook)
 
 
 def _too_many_requests(exc: RateLimitExceeded) -> Response:

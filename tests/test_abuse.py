@@ -459,3 +459,21 @@ def test_the_servers_own_limit_errors_are_json(gunicorn_two_workers: str) -> Non
         assert headers["X-Content-Type-Options"] == "nosniff"
         error = json.loads(body)
         assert set(error) == {"error", "message"} and len(error["message"]) <= 203
+
+
+def test_unlimited_routes_skip_the_limiter_entirely(published: str) -> None:
+    # Flask-Limiter's hooks cost /related ~30% of its in-process time; they run only for the
+    # blueprint that holds limited routes.
+    app = redis_app(published)
+    limiter = app.extensions["recs_limiter"]
+
+    def hooks_of(key: str | None) -> list[Any]:
+        registries = (app.before_request_funcs, app.after_request_funcs)
+        return [h for r in registries for h in r.get(key, []) if limiter in _hook_owners(h)]
+
+    assert hooks_of(None) == []
+    assert len(hooks_of("foryou")) == 2
+
+
+def _hook_owners(hook: Any) -> list[Any]:
+    return [getattr(hook, "__self__", None), *getattr(hook, "args", ())]
