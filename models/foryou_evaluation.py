@@ -61,7 +61,7 @@ CUTOFFS = (1, 5, 10)
 CANDIDATE_CUTOFFS = (1, 3)
 HALVES = ("all", "tune", "test")
 PRIOR_COUNTS = ("trending", "readers")
-# The API's trending defaults (service/foryou.py, service/history.py), not tuned here.
+# The API's trending defaults (service/foryou.py, service/redis/events.py), not tuned here.
 TRENDING_WINDOW_HOURS = 24
 TRENDING_HALF_LIFE_HOURS = 6.0
 TRENDING_LIMIT = 500
@@ -150,7 +150,7 @@ def click_events(
 ) -> list[tuple[float, str]]:
     """(Unix time, article id) of the clicks on corpus articles in the log, oldest first: what
     the API's ``/v1/events`` would have counted for trending, where a reader counts once per
-    article (service/history.py; here the reader's first click, as a history holds 50 reads)."""
+    article (service/redis/events.py; here the first click, as a history holds 50 reads)."""
     clicks = sorted(
         (datetime.fromisoformat(impression.time).timestamp(), article_id, impression.user_id)
         for impression in impressions
@@ -175,7 +175,7 @@ def trending_at(
     limit: int = TRENDING_LIMIT,
 ) -> list[tuple[str, float]]:
     """Trending (id, count) at ``moment``, best first (ties by id), as the API computes it
-    (service/history.py): events in hourly UTC buckets, the last ``window_hours`` buckets, each
+    (service/redis/events.py): events in hourly UTC buckets, the last ``window_hours`` buckets, each
     weighted ``0.5 ** (age in hours / half_life_hours)``. Only events strictly before
     ``moment`` count: the impression's own clicks are what is to be found."""
     now = moment.timestamp()

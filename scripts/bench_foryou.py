@@ -49,8 +49,8 @@ from scripts.bench_serve import (
     start_redis,
     wait_http,
 )
-from service import keys
-from service.history import HistorySettings, Reader, record_event
+from service.redis import keys
+from service.redis.events import HistorySettings, Reader, record_event
 
 RELATED_PATH = "/v1/articles/{}/related?k=6"
 FORYOU_PATH = "/v1/recommendations?k=6&history={}"

@@ -19,7 +19,7 @@ from pathlib import Path
 import redis
 
 from models.artifact import load_model
-from service import publish
+from service.redis import publish
 
 
 def free_port() -> int:

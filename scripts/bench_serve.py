@@ -168,7 +168,7 @@ def start_redis(procs: Processes, work: Path) -> tuple[str, redis.Redis]:
 def publish_model(client: redis.Redis, model_dir: Path) -> list[str]:
     """Publish ``model_dir``; return its article ids."""
     from models.artifact import load_model
-    from service.publish import publish
+    from service.redis.publish import publish
 
     loaded = load_model(model_dir)
     result = publish(client, loaded)

@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--load must be in (0, 1] and --duration 10 to 3600 seconds")
 
     from models.artifact import load_model, save_model
-    from service import publish
+    from service.redis import publish
 
     with tempfile.TemporaryDirectory(prefix="soak-") as scratch:
         directory = Path(scratch)

@@ -8,7 +8,7 @@ Usage::
 One run: a private redis-server (no persistence); a ~100,000-article corpus generated from real
 articles exactly as ``scripts/bench_incremental.py`` does (``synthetic_corpus``); the model
 fitted, its incremental index built and its lists published; then the real update writer
-(:class:`service.writer.Writer`, what ``recs worker`` runs) applies the queue in a thread, and
+(:class:`service.redis.writer.Writer`, what ``recs worker`` runs) applies the queue in a thread, and
 this script acts as the API does for ``PUT``/``DELETE /v1/articles/<id>``:
 
 - **upsert**: ``enqueue_upsert`` then ``wait_applied`` (the writer pushes its ack inside the
@@ -56,10 +56,10 @@ from scripts.bench_incremental import (  # noqa: E402
     synthetic_corpus,
 )
 from scripts.bench_serve import Processes, start_redis  # noqa: E402
-from service import updates  # noqa: E402
-from service.publish import publish  # noqa: E402
-from service.store.redis_store import RedisStore  # noqa: E402
-from service.writer import Writer  # noqa: E402
+from service.redis import queue as updates  # noqa: E402
+from service.redis.publish import publish  # noqa: E402
+from service.redis.store import RedisStore  # noqa: E402
+from service.redis.writer import Writer  # noqa: E402
 
 WAIT_S = 30.0  # an ack later than this counts as a failure
 
@@ -116,7 +116,7 @@ def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
 
     stop = threading.Event()
     with (
-        mock.patch("service.writer.IncrementalIndex.from_model", lambda _model: index),
+        mock.patch("service.redis.writer.IncrementalIndex.from_model", lambda _model: index),
         Writer(client, lambda _version: live, block_ms=200) as writer,
     ):
         thread = threading.Thread(target=writer.run, args=(stop,), daemon=True)

@@ -33,7 +33,7 @@ from scripts.common import (
     on_error_option,
     tag_aliases_option,
 )
-from service import publish as pub
+from service.redis import publish as pub
 
 # Publishing sends big pipelines: allow more than the API's 0.5 s per reply.
 PUBLISH_SOCKET_TIMEOUT = 10.0
@@ -71,7 +71,7 @@ def connect(url: str) -> redis.Redis:
             url,
             socket_timeout=PUBLISH_SOCKET_TIMEOUT,
             socket_connect_timeout=CONNECT_TIMEOUT,
-            # service.publish retries with backoff itself; client retries would multiply.
+            # service.redis.publish retries with backoff itself; client retries would multiply.
             retry=Retry(NoBackoff(), 0),
         )
     except ValueError as exc:

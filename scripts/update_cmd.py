@@ -1,6 +1,6 @@
 """``recs upsert``, ``recs delete`` and ``recs worker``: incremental updates from the CLI.
 
-With ``--redis-url`` an update goes through the queue like the API's (service/updates.py): it
+With ``--redis-url`` an update goes through the queue like the API's (service/redis/queue.py): it
 is enqueued, then applied by the running ``recs worker`` (the command waits for its acks) or,
 when no worker holds the writer lock, by this process itself with the very same Writer code.
 Without ``--redis-url`` the model directory is updated in place (no server involved).
@@ -36,10 +36,10 @@ from scripts.common import (
     on_error_option,
 )
 from scripts.publish_cmd import connect, redact
-from service import keys
-from service import updates as upd
-from service.publish import with_retry
-from service.writer import DEFAULT_REPLAY_MARGIN_S, Writer, WriterError
+from service.redis import keys
+from service.redis import queue as upd
+from service.redis.publish import with_retry
+from service.redis.writer import DEFAULT_REPLAY_MARGIN_S, Writer, WriterError
 
 log = logging.getLogger("recs.worker")
 

@@ -67,7 +67,15 @@ DEFAULTS: dict[str, Any] = {
     # Every Redis call gives up after this many seconds (connect and each reply): an outage
     # must cost a request a fraction of a second, never a worker.
     "REDIS_TIMEOUT": 0.5,
-    "BREAKER_COOLDOWN": 1.0,  # seconds Redis is skipped after a failure (service/breaker.py)
+    # Seconds each kind of "for you" Redis work may take, on its own pool and circuit breaker:
+    # a slow trending or history read never fails /related (service/redis/budgets.py).
+    "HISTORY_REDIS_TIMEOUT": 0.25,
+    "TRENDING_REDIS_TIMEOUT": 0.25,
+    "EVENTS_REDIS_TIMEOUT": 0.25,
+    # Rows (id -> row, neighbour list, metadata) kept per process in Redis mode for "for you"
+    # on the live (version, seq); ~1.1 KB each on Reuters (0: none).
+    "ROW_CACHE_SIZE": 32_768,
+    "BREAKER_COOLDOWN": 1.0,  # seconds Redis is skipped after a failure (service/redis/breaker.py)
     "MAX_CONTENT_LENGTH": 1024 * 1024,  # request bodies beyond this get 413 (Flask setting)
     # /readyz reports a retrain as due once incremental upserts + deletes reach this share of
     # the full build's articles (docs/incremental.md); advisory, readiness is unchanged.

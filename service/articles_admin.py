@@ -1,9 +1,10 @@
 """``PUT`` / ``DELETE /v1/articles/<article_id>``: incremental updates over HTTP (admin only).
 
 The API never changes a model itself. A route validates the request, appends it to the update
-stream (:mod:`service.updates`) and waits up to ``?wait=`` seconds for the one writer
-(``recs worker``) to apply it: 200 with the result when it did, 202 when the update is still
-queued (the writer is busy, slow, or not running: it applies the entry when it gets to it).
+queue through the store (:mod:`service.redis.queue` in Redis) and waits up to ``?wait=``
+seconds for the one writer (``recs worker``) to apply it: 200 with the result when it did,
+202 when the update is still queued (the writer is busy, slow, or not running: it applies the
+entry when it gets to it).
 Updates need Redis; a server running from a model directory answers 501 and points to
 ``recs upsert --model DIR``. See docs/incremental.md.
 
@@ -18,16 +19,14 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import redis
 from flask import Blueprint, Flask, Response, current_app, request
 
 from models.records import ID_PATTERN, RecordError, article_from_mapping
-from service import bodies, keys, updates
+from service import bodies
 from service.auth import admin_required
 from service.errors import ApiError, BadRequest, NotFound
-from service.history import call
-from service.store.base import Store, StoreUnavailable
-from service.store_ext import get_store, redis_client
+from service.store.base import Store, UpdatesUnsupported
+from service.store_ext import get_store
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +37,6 @@ bp = Blueprint("articles_admin", __name__)
 DEFAULT_WAIT = 2.0
 # Longer waits hold a server worker; a caller that needs more polls /related instead.
 MAX_WAIT = 30.0
-# Any Redis failure, not only a lost connection: an out-of-memory XADD or a replica turned
-# read-only by a failover is the server's trouble, never the client's (503, not 500).
-TRANSIENT = (redis.RedisError,)
 
 
 class UpdatesNeedRedis(ApiError):
@@ -51,12 +47,8 @@ class UpdatesNeedRedis(ApiError):
 
 
 def live_drift(store: Store, version: str) -> dict[str, Any] | None:
-    """Drift of ``version`` (see ``updates.drift``); ``None`` in embedded mode."""
-    client = redis_client(store)
-    if client is None:
-        return None
-    info = call(lambda: client.hgetall(keys.info_key(version)), TRANSIENT)
-    return updates.drift(info, float(current_app.config["RETRAIN_DRIFT"]))
+    """Drift of ``version`` (``None`` where no updates are applied: a model directory)."""
+    return store.drift(version, float(current_app.config["RETRAIN_DRIFT"]))
 
 
 # ------------------------------------------------------------------------------- requests
@@ -98,17 +90,6 @@ def _article(article_id: str) -> Any:
         raise BadRequest(f"{field}: {exc.reason}", parameter=field) from None
 
 
-def _client() -> redis.Redis:
-    client = redis_client(get_store())
-    if client is None:
-        raise UpdatesNeedRedis(
-            "this server runs from a model directory: apply updates with"
-            " `recs upsert --model DIR` / `recs delete ID --model DIR` and restart it, or serve"
-            " from Redis (RECS_REDIS_URL) with a `recs worker` running"
-        )
-    return client
-
-
 def _json(body: Mapping[str, Any], status: int) -> Response:
     response = Response(
         json.dumps(body, ensure_ascii=False, separators=(",", ":")),
@@ -119,15 +100,12 @@ def _json(body: Mapping[str, Any], status: int) -> Response:
     return response
 
 
-def _apply(client: redis.Redis, op: str, article_id: str, entry: str, wait: float) -> Response:
+def _apply(store: Store, op: str, article_id: str, entry: str, wait: float) -> Response:
     """Wait for the writer's result of ``entry`` and answer with it (202 while queued)."""
-    try:
-        active = updates.writer_active(client)
-        result = updates.wait_applied(client, entry, wait) if active and wait > 0 else None
-    except TRANSIENT as exc:
-        # The entry is queued (XADD answered): a retry of the request would queue it again,
-        # which the writer applies idempotently.
-        raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+    # The entry is queued (the append answered): if Redis fails now, a retry of the request
+    # would queue it again, which the writer applies idempotently.
+    active = store.writer_running()
+    result = store.update_result(entry, wait) if active else None
     if result is None:
         if active:
             message = f"queued; not applied within {wait:g} s, the writer applies it in order"
@@ -159,17 +137,24 @@ def _apply(client: redis.Redis, op: str, article_id: str, entry: str, wait: floa
     )
 
 
+def _enqueue(store: Store, op: str, article_id: str, article: Any) -> str:
+    try:
+        return store.enqueue_update(op, article_id, article, by="api")
+    except UpdatesUnsupported as exc:
+        raise UpdatesNeedRedis(str(exc)) from None
+
+
 # ------------------------------------------------------------------------------- routes
 @bp.put("/v1/articles/<article_id>")
 @admin_required
 def put_article(article_id: str) -> Response:
     """Add or replace an article (Bearer RECS_ADMIN_TOKEN; 404 when none is set)."""
     _path_id(article_id)
-    client = _client()
+    store = get_store()
     wait = _wait()
     article = _article(article_id)
-    entry = call(lambda: updates.enqueue_upsert(client, article, by="api"), TRANSIENT)
-    return _apply(client, "upsert", article_id, entry, wait)
+    entry = _enqueue(store, "upsert", article_id, article)
+    return _apply(store, "upsert", article_id, entry, wait)
 
 
 @bp.delete("/v1/articles/<article_id>")
@@ -177,10 +162,10 @@ def put_article(article_id: str) -> Response:
 def delete_article(article_id: str) -> Response:
     """Remove an article from every list (Bearer RECS_ADMIN_TOKEN; 404 when none is set)."""
     _path_id(article_id)
-    client = _client()
+    store = get_store()
     wait = _wait()
-    entry = call(lambda: updates.enqueue_delete(client, article_id, by="api"), TRANSIENT)
-    return _apply(client, "delete", article_id, entry, wait)
+    entry = _enqueue(store, "delete", article_id, None)
+    return _apply(store, "delete", article_id, entry, wait)
 
 
 def init_app(app: Flask) -> None:

@@ -3,7 +3,7 @@
 A read endpoint calls :func:`serve_stale_on_failure` with a canonical key of its validated
 query before it touches the store. Every 200 answer of such a request is then remembered (an
 LRU bounded in entries and bytes, per process), and if the store fails later for the same
-query -- unreachable, timing out, or the circuit breaker (service/breaker.py) failing fast --
+query -- unreachable, timing out, or the circuit breaker (service/redis/breaker.py) failing fast --
 the remembered answer is served instead of a 503, with::
 
     X-Recs-Stale: 1
@@ -29,8 +29,8 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 from prometheus_client import Counter
 
-from service.breaker import CircuitOpen, breaker_of
 from service.errors import error_response
+from service.redis.breaker import CircuitOpen
 from service.store.base import NoLiveVersion, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,8 @@ def readiness(reason: str = "the article store is unreachable") -> tuple[dict[st
     """
     state = current_app.extensions.get(EXTENSION)
     cached = 0 if state is None or state.cache is None else len(state.cache)
-    breaker = breaker_of(current_app.extensions.get("recs_store"))
+    store = current_app.extensions.get("recs_store")
+    breaker = None if store is None else store.breakers().get("related")
     circuit = "none" if breaker is None else breaker.state
     if cached:
         body = {
@@ -254,7 +255,7 @@ def init_app(app: Flask) -> None:
         ),
     )
     app.extensions[EXTENSION] = state
-    breaker = breaker_of(app.extensions.get("recs_store"))
+    breaker = app.extensions["recs_store"].breakers().get("related")
     if breaker is not None:
         breaker.on_open = state.breaker_opens.inc
         breaker.on_reject = state.short_circuited.inc

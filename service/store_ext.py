@@ -1,91 +1,59 @@
-"""The app's one store: chosen from the config at start, then shared by every request."""
+"""The app's one store: chosen from the config at start, then shared by every request.
+
+Redis mode imports the Redis package only; embedded mode imports the model code it needs to
+read a model directory. Neither is imported before the config says which one it is.
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import redis
 from flask import Flask, current_app
 
-from service.store.base import ArticleMeta, Neighbour, RelatedRead, Store, VersionInfo
-from service.store.local_store import LocalStore
+from service.store.base import Store
+from service.store.cache import VersionCache
 
 log = logging.getLogger(__name__)
 
 EXTENSION = "recs_store"
+# Seconds each kind of "for you" Redis work may take (its own pool and circuit breaker).
+BUDGETS = {
+    "history": "HISTORY_REDIS_TIMEOUT",
+    "trending": "TRENDING_REDIS_TIMEOUT",
+    "events": "EVENTS_REDIS_TIMEOUT",
+}
 
 
 class ConfigError(RuntimeError):
     """The app cannot start with this configuration."""
 
 
-# The live version is the one read every request needs. Caching it saves a store round trip
-# per request, at the price of serving the previous version for up to ``ttl`` seconds after a
-# publish or rollback (a version's data is immutable and old versions are kept, so the answers
-# themselves stay consistent).
-class VersionCache(Store):
-    """Remembers the live version for ``ttl`` seconds; every other call goes to ``inner``."""
-
-    def __init__(
-        self, inner: Store, ttl: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.inner = inner
-        self.ttl = ttl
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._value: VersionInfo | None = None
-        self._expires = float("-inf")
-
-    def current_version(self) -> VersionInfo | None:
-        """The live version, from the store at most once per ``ttl``."""
-        now = self._clock()
-        if now < self._expires:
-            return self._value
-        value = self.inner.current_version()
-        # "Nothing published" is not cached: the first publish should be seen at once.
-        with self._lock:
-            self._value, self._expires = value, (now + self.ttl if value else float("-inf"))
-        return value
-
-    def neighbours(self, version: str, article_id: str) -> list[Neighbour] | None:
-        """Delegated."""
-        return self.inner.neighbours(version, article_id)
-
-    def articles(self, version: str, ids: Sequence[str]) -> list[ArticleMeta | None]:
-        """Delegated."""
-        return self.inner.articles(version, ids)
-
-    def related_articles(
-        self, version: str, article_id: str, limit: int | None = None
-    ) -> RelatedRead | None:
-        """Delegated (the inherited default would split it into two round trips)."""
-        return self.inner.related_articles(version, article_id, limit)
-
-    def ping(self) -> bool:
-        """Delegated (never cached: readiness must see the store as it is)."""
-        return self.inner.ping()
-
-    def close(self) -> None:
-        """Delegated."""
-        self.inner.close()
-
-
-def redis_client(store: Store) -> redis.Redis | None:
-    """The Redis client behind an app store, or ``None`` in embedded mode."""
-    from service.store.redis_store import RedisStore
-
-    inner = getattr(store, "inner", store)  # VersionCache wraps the real store
-    return inner.client if isinstance(inner, RedisStore) else None
-
-
 def get_store() -> Store:
     """The store of the current app."""
     store: Store = current_app.extensions[EXTENSION]
     return store
+
+
+def _seconds(config: object, name: str) -> float:
+    value = config[name]  # type: ignore[index]
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.01 <= value <= 60:
+        raise ConfigError(f"{name} (env RECS_{name}) must be 0.01 to 60 seconds")
+    return float(value)
+
+
+def _count(config: object, name: str) -> int:
+    value = config[name]  # type: ignore[index]
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000_000:
+        raise ConfigError(f"{name} (env RECS_{name}) must be an integer from 0 to 10000000")
+    return value
 
 
 def create_store(app: Flask) -> Store:
@@ -100,19 +68,28 @@ def create_store(app: Flask) -> Store:
     model_dir = config.get("MODEL_DIR")
     if redis_url:
         if model_dir:
-            log.warning("RECS_REDIS_URL is set: serving from Redis, ignoring RECS_MODEL_DIR")
-        # Imported here so embedded mode never needs the Redis store's module.
-        from service.breaker import CircuitBreaker
-        from service.store.redis_store import RedisStore
+            log.info(
+                "serving from Redis (RECS_REDIS_URL); RECS_MODEL_DIR is read only for the demo"
+                " pages' article bodies"
+            )
+        # Imported here so embedded mode never needs the Redis package.
+        from service.redis.breaker import CircuitBreaker
+        from service.redis.store import RedisStore
 
+        cooldown = float(config["BREAKER_COOLDOWN"])
         return RedisStore(
             str(redis_url),
-            timeout=float(config.get("REDIS_TIMEOUT", 0.5)),
-            meta_cache_size=int(config.get("META_CACHE_SIZE", 0)),
-            breaker=CircuitBreaker(cooldown=float(config.get("BREAKER_COOLDOWN", 1.0))),
+            timeout=float(config["REDIS_TIMEOUT"]),
+            meta_cache_size=_count(config, "META_CACHE_SIZE"),
+            row_cache_size=_count(config, "ROW_CACHE_SIZE"),
+            breaker=CircuitBreaker(cooldown=cooldown),
+            budgets={kind: _seconds(config, name) for kind, name in BUDGETS.items()},
+            breaker_cooldown=cooldown,
         )
     if model_dir:
+        # The model code (scikit-learn, scipy) loads here, in embedded mode only.
         from models.artifact import ArtifactError, load_model
+        from service.store.local import LocalStore
 
         try:
             return LocalStore(load_model(Path(model_dir)))
@@ -128,7 +105,7 @@ def init_app(app: Flask) -> None:
     """Create the store once, at start, so a bad config fails before the first request."""
     store = create_store(app)
     ttl = float(app.config["VERSION_TTL"])
-    # A local store answers current_version() from memory: nothing to save there.
-    if ttl > 0 and not isinstance(store, LocalStore):
+    # An in-process store answers current_version() from memory: nothing to save there.
+    if ttl > 0 and store.breakers():
         store = VersionCache(store, ttl)
     app.extensions[EXTENSION] = store

@@ -59,7 +59,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
 @pytest.fixture
 def published(redis_url: str, redis_client: redis.Redis, loaded: LoadedModel) -> str:
     """The session model published to the (empty) test Redis; returns the Redis URL."""
-    from service.publish import publish
+    from service.redis.publish import publish
 
     publish(redis_client, loaded)
     return redis_url

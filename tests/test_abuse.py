@@ -21,8 +21,12 @@ import pytest
 import redis
 
 from models.artifact import LoadedModel
-from service import history, keys, tokens
-from service.history import HistorySettings, Reader, compute_trending, record_event
+from service import tokens
+from service.redis import events as history
+from service.redis import keys, scripts
+from service.redis.client import call
+from service.redis.events import compute_trending, record_event
+from service.store.base import TRENDING_LIMIT, HistorySettings, Reader
 from tests.conftest import REPO
 from tests.service_fixtures import (
     ADMIN_TOKEN,
@@ -335,7 +339,7 @@ def test_trending_stays_bounded_and_fast_with_100k_articles(redis_client: redis.
     now = NOW.timestamp()
     redis_client.config_set("slowlog-log-slower-than", 5000)  # microseconds
     redis_client.slowlog_reset()
-    script = redis_client.register_script(history.EVENT_LUA)
+    script = redis_client.register_script(scripts.EVENT_LUA)
     bucket = keys.trending_key(int(now // 3600))
     pipe = redis_client.pipeline(transaction=False)
     for i in range(n):
@@ -352,7 +356,7 @@ def test_trending_stays_bounded_and_fast_with_100k_articles(redis_client: redis.
     pipe.execute()
     assert redis_client.zcard(bucket) == settings.bucket_size
     trending = compute_trending(redis_client, now, settings)
-    assert len(trending) == history.TRENDING_LIMIT
+    assert len(trending) == TRENDING_LIMIT
     hot = {f"s-{i}" for i in range(50)}
     assert {article_id for article_id, _ in trending[:50]} == hot
     # The request path's commands: the event script and the bounded bucket reads.
@@ -378,7 +382,7 @@ def test_a_slow_trending_read_never_opens_the_related_breaker(
     def slow_trending(client: redis.Redis, now: float, settings: HistorySettings) -> Any:
         # A real slow command on the trending client: Redis is busy for 200 ms, the trending
         # budget is 50 ms.
-        history.call(lambda: client.eval(slow_read, 0))
+        call(lambda: client.eval(slow_read, 0))
         return []
 
     monkeypatch.setattr(history, "compute_trending", slow_trending)
@@ -386,13 +390,12 @@ def test_a_slow_trending_read_never_opens_the_related_breaker(
     first = client.post("/v1/recommendations", json={"history": [ids[0]], "k": 4})
     assert first.status_code == 200
     assert first.headers["X-Recs-Degraded"] == "trending"
-    state = app.extensions["recs_foryou"]
-    assert state.clients.breakers()["trending"].state == "open"
+    breakers = app.extensions["recs_store"].breakers()
+    assert breakers["trending"].state == "open"
     for _ in range(5):
         related = client.get(f"/v1/articles/{ids[1]}/related")
         assert related.status_code == 200 and "X-Recs-Stale" not in related.headers
-    store_breaker = app.extensions["recs_store"].inner.client.breaker
-    assert store_breaker.state == "closed"
+    assert breakers["related"].state == "closed"
     # With the trending circuit open, "for you" still answers from the history at once.
     started = time.monotonic()
     again = client.post("/v1/recommendations", json={"history": [ids[0]], "k": 4})

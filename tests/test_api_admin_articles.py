@@ -16,9 +16,9 @@ from flask.testing import FlaskClient
 
 from models.artifact import LoadedModel
 from models.records import read_articles
-from service import keys
 from service.openapi import spec_bytes
-from service.writer import Writer
+from service.redis import keys
+from service.redis.writer import Writer
 from tests.conftest import SAMPLE_ARTICLES
 from tests.service_fixtures import (
     N_ARTICLES,

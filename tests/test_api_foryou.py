@@ -17,10 +17,10 @@ from flask.testing import FlaskClient
 
 from models.artifact import LoadedModel
 from models.ranking import RankingConfig, published_timestamp, recommend
-from service import keys, tokens
-from service.foryou_source import store_source
+from service import tokens
 from service.openapi import spec_bytes
-from service.store.local_store import LocalStore
+from service.redis import keys
+from service.store.local import LocalStore, store_source
 from tests.service_fixtures import NOW, embedded_app, redis_app
 
 URL = "/v1/recommendations"

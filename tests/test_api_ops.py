@@ -6,7 +6,6 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from models.artifact import LoadedModel
 from service import ConfigError, create_app
-from service.store.base import ArticleMeta, Neighbour, Store, VersionInfo
-from service.store.local_store import LocalStore
+from service.store.base import Neighbour
+from service.store.local import LocalStore
 from tests.service_fixtures import embedded_app, redis_app
 
 UNREACHABLE = "redis://127.0.0.1:1/0"
@@ -85,7 +84,8 @@ def test_readyz_redis_without_a_version_is_503(redis_url: str) -> None:
 def test_readyz_redis_published(
     redis_url: str, redis_client: redis.Redis, loaded: LoadedModel
 ) -> None:
-    publish = pytest.importorskip("service.publish", reason="service/publish.py not written yet")
+    from service.redis import publish
+
     publish.publish(redis_client, loaded)
     body = redis_app(redis_url).test_client().get("/readyz").get_json()
     assert body["status"] == "ready"
@@ -96,7 +96,7 @@ def test_readyz_redis_published(
 def test_readyz_reports_incremental_drift_in_redis_mode(
     redis_url: str, redis_client: redis.Redis, loaded: LoadedModel
 ) -> None:
-    from service import keys, publish
+    from service.redis import keys, publish
 
     publish.publish(redis_client, loaded)
     client = redis_app(redis_url, VERSION_TTL=0).test_client()
@@ -108,7 +108,7 @@ def test_readyz_reports_incremental_drift_in_redis_mode(
         "share": 0.0,
         "retrain_due": False,
     }
-    # The writer's counters, as service/updates.py keeps them in the version's info hash.
+    # The writer's counters, as service/redis/queue.py keeps them in the version's info hash.
     info = keys.info_key(loaded.version)
     redis_client.hset(info, mapping={"upserts": 30, "deletes": 10, "base_articles": 400})
     redis_client.hset(info, "articles", 420)
@@ -229,26 +229,19 @@ def test_wrong_method_is_json_405(app: Flask) -> None:
     assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "HEAD"}
 
 
-class BrokenStore(Store):
-    """A store with a bug: its reads raise something the API does not expect."""
-
-    def current_version(self) -> VersionInfo | None:
-        return VersionInfo("v1", "2020-01-01T00:00:00Z", None, 1, 1)
+class BrokenStore(LocalStore):
+    """A store with a bug: its neighbour reads raise something the API does not expect."""
 
     def neighbours(self, version: str, article_id: str) -> list[Neighbour] | None:
         raise KeyError("secret-internal-detail /etc/passwd")
 
-    def articles(self, version: str, ids: Sequence[str]) -> list[ArticleMeta | None]:
-        return [None] * len(ids)
 
-    def ping(self) -> bool:
-        return True
-
-
-def test_unexpected_error_is_generic_500_and_logged(caplog: pytest.LogCaptureFixture) -> None:
-    app = create_app({"STORE": BrokenStore()})
+def test_unexpected_error_is_generic_500_and_logged(
+    caplog: pytest.LogCaptureFixture, loaded: LoadedModel
+) -> None:
+    app = create_app({"STORE": BrokenStore(loaded)})
     with caplog.at_level(logging.ERROR):
-        response = app.test_client().get(RELATED.format("a-1"))
+        response = app.test_client().get(RELATED.format(loaded.articles[0].id))
     assert response.status_code == 500
     assert response.get_json() == {"error": "internal", "message": "internal error"}
     assert b"secret" not in response.data and b"Traceback" not in response.data
@@ -257,10 +250,10 @@ def test_unexpected_error_is_generic_500_and_logged(caplog: pytest.LogCaptureFix
     )
 
 
-def test_500_even_when_testing_propagation_is_on() -> None:
+def test_500_even_when_testing_propagation_is_on(loaded: LoadedModel) -> None:
     # TESTING propagates unhandled exceptions in Flask; ours are all handled.
-    app = create_app({"STORE": BrokenStore(), "TESTING": True})
-    assert app.test_client().get(RELATED.format("a-1")).status_code == 500
+    app = create_app({"STORE": BrokenStore(loaded), "TESTING": True})
+    assert app.test_client().get(RELATED.format(loaded.articles[0].id)).status_code == 500
 
 
 # ------------------------------------------------------------------------------- config
@@ -323,8 +316,8 @@ def test_settings_from_environment(
 
 
 def test_redis_url_wins_over_model_dir(model_dir: Path) -> None:
-    from service.store.redis_store import RedisStore
-    from service.store_ext import VersionCache
+    from service.redis.store import RedisStore
+    from service.store.cache import VersionCache
 
     app = create_app({"REDIS_URL": UNREACHABLE, "MODEL_DIR": str(model_dir)})
     store = app.extensions["recs_store"]

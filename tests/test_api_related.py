@@ -18,8 +18,8 @@ from models.artifact import LoadedModel, load_model, save_model
 from models.tags import normalize_tag
 from service import create_app
 from service.store.base import ArticleMeta, Neighbour, VersionInfo
-from service.store.local_store import LocalStore
-from service.store_ext import VersionCache
+from service.store.cache import VersionCache
+from service.store.local import LocalStore
 from tests.service_fixtures import (
     BUILT_AT,
     NOW,
@@ -533,7 +533,7 @@ def test_redis_unreachable_is_503_with_retry_after(source_id: str) -> None:
 def test_a_new_version_is_served_without_restart(
     published: str, redis_client: redis.Redis, tmp_path: Path, loaded: LoadedModel, source_id: str
 ) -> None:
-    from service.publish import publish
+    from service.redis.publish import publish
 
     client = redis_app(published, VERSION_TTL=0).test_client()
     before = client.get(URL.format(source_id))
@@ -552,7 +552,8 @@ def test_a_new_version_is_served_without_restart(
 def test_the_first_publish_is_seen_at_once_despite_the_version_ttl(
     redis_url: str, redis_client: redis.Redis, loaded: LoadedModel, source_id: str
 ) -> None:
-    publish = pytest.importorskip("service.publish", reason="service/publish.py not written yet")
+    from service.redis import publish
+
     client = redis_app(redis_url, VERSION_TTL=60).test_client()
     assert client.get(URL.format(source_id)).status_code == 503
     publish.publish(redis_client, loaded)

@@ -11,15 +11,15 @@ import pytest
 import redis
 
 from models.artifact import LoadedModel
-from service import ConfigError, keys, tokens
-from service.history import (
+from service import ConfigError, tokens
+from service.redis import keys
+from service.redis.events import record_event, trending_weights
+from service.store.base import (
     COUNTED,
     NOT_COUNTED,
     UNKNOWN_ARTICLE,
     HistorySettings,
     Reader,
-    record_event,
-    trending_weights,
 )
 from tests.service_fixtures import (
     ADMIN_TOKEN,
@@ -239,13 +239,26 @@ def test_a_short_admin_token_is_refused(published: str) -> None:
 
 
 # ------------------------------------------------------------------------------- no Redis
-def test_embedded_mode_has_no_server_side_history(model_dir: Path) -> None:
+def test_embedded_mode_keeps_history_and_trending_in_memory(
+    model_dir: Path, ids: list[str]
+) -> None:
+    # No Redis at all: "for you" still follows a signed reader's events, and erasure works.
     client = embedded_app(model_dir, ADMIN_TOKEN=TOKEN, USER_SIGNING_KEY=SIGNING_KEY).test_client()
-    response = client.post(EVENTS, json={"user_token": token("u"), "article_id": "a"})
-    assert response.status_code == 501
-    assert "need Redis" in response.get_json()["message"]
-    response = client.delete("/v1/users/u", headers={"Authorization": f"Bearer {TOKEN}"})
-    assert response.status_code == 501
+    reader = token("u")
+    for article_id in ids[:3]:
+        response = client.post(EVENTS, json={"user_token": reader, "article_id": article_id})
+        assert response.status_code == 202
+    junk = client.post(EVENTS, json={"user_token": reader, "article_id": "junk-1"})
+    assert junk.status_code == 404 and junk.get_json()["parameter"] == "article_id"
+    body = {"user_token": reader, "k": 5}
+    items = client.post("/v1/recommendations", json=body).get_json()["items"]
+    because = {seen for item in items for seen in item["because"]}
+    assert because and because <= set(ids[:3])
+    assert not {item["id"] for item in items} & set(ids[:3])  # read stories are not offered
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.delete("/v1/users/u", headers=admin).status_code == 204
+    after = client.post("/v1/recommendations", json=body).get_json()["items"]
+    assert not any(item["because"] for item in after)
     # Recommendations from a given history still work.
     assert client.post("/v1/recommendations", json={"history": ["x"], "k": 2}).status_code == 200
 

@@ -33,8 +33,8 @@ from models.artifact import LoadedModel, load_model, save_model
 from models.config import ModelConfig
 from models.model import RelatedModel
 from models.records import read_articles
-from service import keys, publish
-from service.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpen, GuardedRedis
+from service.redis import keys, publish
+from service.redis.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpen, GuardedRedis
 from tests.conftest import REPO
 from tests.service_fixtures import corpus_file, loaded_model, redis_app
 

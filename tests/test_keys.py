@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from service import keys
+from service.redis import keys
 
 V = "20260101T000000Z-abcdef1234"
 

@@ -10,11 +10,13 @@ import redis
 from flask.testing import FlaskClient
 
 from models.artifact import LoadedModel
-from service import create_app, keys
-from service.publish import publish
+from service import create_app
+from service.redis import keys
+from service.redis.meta_cache import MetaCache
+from service.redis.publish import publish
+from service.redis.store import RedisStore
 from service.related import render
 from service.store.base import ArticleMeta, RelatedRead
-from service.store.redis_store import MetaCache, RedisStore
 from tests.test_redis_store import V, meta, write_version
 
 

@@ -21,8 +21,8 @@ from models.artifact import LoadedModel, load_model, save_model
 from models.config import ModelConfig
 from models.model import RelatedModel
 from models.records import read_articles
-from service import keys, publish
-from service.store.redis_store import RedisStore
+from service.redis import keys, publish
+from service.redis.store import RedisStore
 from tests.conftest import REPO, SAMPLE_ARTICLES
 
 Expected = dict[str, tuple[list[str], list[float]]]
@@ -264,7 +264,7 @@ KILL_SCRIPT = """
 import os, sys
 import redis
 from models.artifact import load_model
-from service import publish
+from service.redis import publish
 
 def die(batch):
     if batch == 3:

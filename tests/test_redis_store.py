@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import redis
 
-from service import keys
+from service.redis import keys
+from service.redis.store import MAX_IDS_PER_CALL, RedisStore
 from service.store.base import ArticleMeta, StoreUnavailable, VersionInfo
-from service.store.redis_store import MAX_IDS_PER_CALL, RedisStore
 
 V = "20260102T030405Z-0123456789"
 

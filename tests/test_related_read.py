@@ -9,12 +9,14 @@ import redis
 from flask.testing import FlaskClient
 
 from models.artifact import LoadedModel
-from service import create_app, keys
-from service.publish import publish
+from service import create_app
+from service.redis import keys
+from service.redis.codec import decode_meta
+from service.redis.publish import publish
+from service.redis.store import RedisStore
 from service.store.base import ArticleMeta, LazyMetas, Neighbour, RelatedRead, Store
-from service.store.local_store import LocalStore
-from service.store.redis_store import RedisStore, decode_meta
-from service.store_ext import VersionCache
+from service.store.cache import VersionCache
+from service.store.local import LocalStore
 from tests.test_redis_store import V, write_version
 
 URL = "/v1/articles/{}/related"

@@ -24,11 +24,11 @@ from models.artifact import LoadedModel, load_model
 from models.incremental import build_with_fitted
 from models.records import Article, read_articles, write_articles_jsonl
 from scripts.cli import cli
-from service import keys
-from service import updates as upd
-from service.publish import publish, version_info
-from service.store.redis_store import RedisStore
-from service.writer import Writer
+from service.redis import keys
+from service.redis import queue as upd
+from service.redis.publish import publish, version_info
+from service.redis.store import RedisStore
+from service.redis.writer import Writer
 from tests.conftest import REPO, SAMPLE_ARTICLES
 from tests.test_updates import CONFIGS, N, build, client_for, edited, loader
 

@@ -22,11 +22,11 @@ from models.incremental import build_with_fitted
 from models.model import RelatedModel
 from models.ranking import published_timestamp
 from models.records import Article, read_articles
-from service import keys
-from service import updates as upd
-from service.publish import article_tag_keys, publish, tag_keys, version_info
-from service.store.redis_store import RedisStore
-from service.writer import (
+from service.redis import keys
+from service.redis import queue as upd
+from service.redis.publish import article_tag_keys, publish, tag_keys, version_info
+from service.redis.store import RedisStore
+from service.redis.writer import (
     LOCK_TTL_MS,
     MAX_IDLE_WAIT_S,
     Writer,
@@ -742,7 +742,7 @@ def test_the_writer_waits_for_a_version_and_survives_a_flushall(
     def gone() -> list[logging.LogRecord]:
         return [r for r in caplog.records if f"live version {loaded.version} is gone" in r.message]
 
-    caplog.set_level("INFO", logger="service.writer")
+    caplog.set_level("INFO", logger="service.redis.writer")
     thread = threading.Thread(target=run)
     thread.start()
     try:

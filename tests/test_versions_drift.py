@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 
 from models.artifact import LoadedModel
 from scripts.publish_cmd import versions_command
-from service import keys, publish
+from service.redis import keys, publish
 
 
 def versions(url: str, *args: str, env: dict[str, str] | None = None) -> Result:
@@ -22,7 +22,7 @@ def versions(url: str, *args: str, env: dict[str, str] | None = None) -> Result:
 
 
 def simulate_writer(client: redis.Redis, version: str, upserts: int, deletes: int) -> None:
-    """The counters service/updates.py's writer keeps in a version's info hash."""
+    """The counters service/redis/queue.py's writer keeps in a version's info hash."""
     info = keys.info_key(version)
     articles = int(client.hget(info, "articles") or 0)
     client.hset(

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from models.artifact import LoadedModel
 from service import create_app
 from service.demo import CARD_REM, GAP_REM, HEADING_REM, paragraphs, reserved_heights
-from service.store.local_store import LocalStore
+from service.store.local import LocalStore
 from service.widget import load_widget
 from tests.conftest import REPO
 from tests.service_fixtures import embedded_app

@@ -1,17 +1,38 @@
-"""The one store interface the API reads through, whatever holds the data."""
+"""The one store interface the API reads and writes through, whatever holds the data.
+
+:class:`Store` covers everything a route needs: the live version, related lists and metadata,
+latest, a ranking source for "for you", reader events, histories and trending, the update
+queue and drift. ``service.redis.store.RedisStore`` implements it on Redis,
+``service.store.local.LocalStore`` on a model directory with events kept in memory, and
+``service.store.cache.VersionCache`` wraps either. Routes never see a client and never ask
+which store they have; tests/test_store_contract.py runs one suite against all three.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+if TYPE_CHECKING:
+    from models.ranking import Source
+    from service.redis.breaker import CircuitBreaker
 
 R = TypeVar("R")
+
+# What Store.record_event returns.
+UNKNOWN_ARTICLE = -1  # not in the version: nothing stored
+NOT_COUNTED = 0  # stored in the history (if any), but the reader was already counted
+COUNTED = 1
 
 
 class StoreUnavailable(RuntimeError):
     """The backing store cannot be reached (the API answers 503 with Retry-After)."""
+
+
+class UpdatesUnsupported(RuntimeError):
+    """This store takes no incremental updates (a model directory: update it with the CLI)."""
 
 
 class NoLiveVersion(StoreUnavailable):
@@ -134,8 +155,103 @@ class Store(ABC):
         return RelatedRead(metas[0], wanted, metas[1:], len(wanted) == len(neighbours))
 
     @abstractmethod
+    def latest(self, version: str, section: str | None, limit: int) -> list[str]:
+        """Ids of the newest articles (of one section, case-insensitive), newest first, undated
+        last; at most ``limit``."""
+
+    @abstractmethod
+    def ranking_source(self, info: VersionInfo) -> Source[ArticleMeta]:
+        """What :func:`models.ranking.recommend` reads for one request on ``info``'s version."""
+
+    # ------------------------------------------------------------------------- readers
+    @abstractmethod
+    def record_event(
+        self,
+        version: str,
+        article_id: str,
+        reader: Reader | None,
+        now: float,
+        settings: HistorySettings,
+    ) -> int:
+        """Record a view or click: :data:`UNKNOWN_ARTICLE` (nothing stored) for an id not in
+        ``version``; else the event goes to a signed reader's history and counts for trending
+        once per reader and article in the window (:data:`COUNTED`, else
+        :data:`NOT_COUNTED`). Check and write are atomic."""
+
+    @abstractmethod
+    def reader_history(
+        self, user_id: str, limit: int, now: float, settings: HistorySettings
+    ) -> list[str]:
+        """A signed reader's stored history, most recent first (empty when none or expired)."""
+
+    @abstractmethod
+    def erase_reader(self, user_id: str) -> None:
+        """Delete everything stored of a reader (history, trending record)."""
+
+    @abstractmethod
+    def trending(self, now: float, settings: HistorySettings) -> list[tuple[str, float]]:
+        """Most read article ids in the window with their decayed reader counts, best first
+        (ties by id), at most :data:`TRENDING_LIMIT`; may be cached ``settings.cache_seconds``."""
+
+    # ------------------------------------------------------------------------- updates
+    @abstractmethod
+    def enqueue_update(self, op: str, article_id: str, article: Any, *, by: str) -> str:
+        """Queue an upsert (``article``: a validated record) or a delete for the one writer;
+        the queue entry's id. :class:`UpdatesUnsupported` where nothing can take updates."""
+
+    @abstractmethod
+    def writer_running(self) -> bool:
+        """Whether the one update writer runs now (queued updates wait for it otherwise)."""
+
+    @abstractmethod
+    def update_result(self, entry: str, timeout: float) -> Mapping[str, Any] | None:
+        """The writer's result of ``entry`` within ``timeout`` seconds, or ``None`` when it was
+        not applied in time."""
+
+    @abstractmethod
+    def drift(self, version: str, threshold: float) -> dict[str, Any] | None:
+        """Incremental updates of ``version`` since its build against ``threshold``
+        (``None``: this store takes no updates)."""
+
+    # ------------------------------------------------------------------------- operations
+    @abstractmethod
     def ping(self) -> bool:
         """Whether the store answers at all."""
 
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """Circuit breakers by the kind of work they guard (none for an in-process store)."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing
         """Release connections."""
+
+
+# Trending ids kept per computation: enough to fill a box after section and read filters.
+TRENDING_LIMIT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySettings:
+    """Retention of histories, the trending window and its bounds (docs/security.md)."""
+
+    ttl_seconds: int = 30 * 86_400
+    max_items: int = 50
+    window_hours: int = 24
+    half_life_hours: float = 6.0
+    cache_seconds: float = 10.0
+    bucket_size: int = 2000  # articles kept per hourly bucket
+    head: int = TRENDING_LIMIT  # best articles read from each bucket
+    seen_max: int = 1000  # articles one reader is counted for in the window
+    anonymous_weight: float = 0.5  # a client address's count; a signed reader's is 1
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """Who an event is from: ``kind`` ``u`` (a signed user id) or ``a`` (a client address)."""
+
+    kind: str
+    identity: str
+
+    def weight(self, settings: HistorySettings) -> float:
+        """How much this reader's first read of an article adds to trending."""
+        return 1.0 if self.kind == "u" else settings.anonymous_weight

@@ -196,11 +196,3 @@ class GuardedRedis(redis.Redis):
         )
         pipe.breaker = self.breaker
         return pipe
-
-
-def breaker_of(store: Any) -> CircuitBreaker | None:
-    """The breaker of an app store's Redis client (through a VersionCache), if it has one."""
-    inner = getattr(store, "inner", store)
-    client = getattr(inner, "client", None)
-    breaker = getattr(client, "breaker", None)
-    return breaker if isinstance(breaker, CircuitBreaker) else None

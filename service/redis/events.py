@@ -1,8 +1,8 @@
-"""Server-side reading history and trending counts in Redis (no Flask; see service/keys.py).
+"""Server-side reading history and trending counts in Redis (no Flask; see service/redis/keys.py).
 
-Every event is checked and written by one script (:data:`EVENT_LUA`), atomic with the live
-version's id index: an id the version does not hold is refused and nothing of it is stored, so
-junk ids cannot grow anything.
+Every event is checked and written by one script (:data:`scripts.EVENT_LUA`), atomic with the
+live version's id index: an id the version does not hold is refused and nothing of it is
+stored, so junk ids cannot grow anything.
 
 **Trending counts readers, not requests.** A reader is a signed user (``u``) or, without a
 token, a client address (``a``). Each reader counts once per article in the trending window
@@ -29,88 +29,16 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import redis
 
-from service import keys
-from service.store.base import StoreUnavailable
-
-TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
-# Trending ids kept per computation: enough to fill a box after section and read filters.
-TRENDING_LIMIT = 500
-
-# What the event script returns.
-UNKNOWN_ARTICLE = -1  # not in the version: nothing stored
-NOT_COUNTED = 0  # stored in the history (if any), but the reader was already counted
-COUNTED = 1
-
-# KEYS: the version's id index, the reader's seen set, the hour's bucket, the history list (or
-# the seen key again when there is none: unused then).
-# ARGV: article, now (s), window (s), seen max, weight, bucket size, bucket ttl, history max
-# (0: no history), history ttl. One script, so that the id check, "was this reader counted?"
-# and the count cannot interleave with another event.
-EVENT_LUA = """
-local article = ARGV[1]
-if redis.call('HEXISTS', KEYS[1], article) == 0 then return -1 end
-local history_max = tonumber(ARGV[8])
-if history_max > 0 then
-  redis.call('LREM', KEYS[4], 0, article)
-  redis.call('LPUSH', KEYS[4], article)
-  redis.call('LTRIM', KEYS[4], 0, history_max - 1)
-  redis.call('EXPIRE', KEYS[4], ARGV[9])
-end
-local weight = tonumber(ARGV[5])
-if weight <= 0 then return 0 end
-local now, window = tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - window))
-if redis.call('ZSCORE', KEYS[2], article) then return 0 end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return 0 end
-redis.call('ZADD', KEYS[2], now, article)
-redis.call('EXPIRE', KEYS[2], window)
-local size = tonumber(ARGV[6])
-if redis.call('ZSCORE', KEYS[3], article) or redis.call('ZCARD', KEYS[3]) < size then
-  redis.call('ZINCRBY', KEYS[3], weight, article)
-else
-  local low = redis.call('ZPOPMIN', KEYS[3])
-  redis.call('ZADD', KEYS[3], tonumber(low[2]) + weight, article)
-end
-redis.call('EXPIRE', KEYS[3], ARGV[7])
-return 1
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class HistorySettings:
-    """Retention of histories, the trending window and its bounds."""
-
-    ttl_seconds: int = 30 * 86_400
-    max_items: int = 50
-    window_hours: int = 24
-    half_life_hours: float = 6.0
-    cache_seconds: float = 10.0
-    bucket_size: int = 2000  # articles kept per hourly bucket
-    head: int = TRENDING_LIMIT  # best articles read from each bucket
-    seen_max: int = 1000  # articles one reader is counted for in the window
-    anonymous_weight: float = 0.5  # a client address's count; a signed user's is 1
-
-
-@dataclass(frozen=True, slots=True)
-class Reader:
-    """Who an event is from: ``kind`` ``u`` (a signed user id) or ``a`` (a client address)."""
-
-    kind: str
-    identity: str
-
-
-def call(action: Callable[[], Any], errors: tuple[type[Exception], ...] = TRANSIENT) -> Any:
-    """Run a Redis action; connection trouble (or ``errors``) becomes :class:`StoreUnavailable`
-    (a 503)."""
-    try:
-        return action()
-    except errors as exc:
-        raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+from service.redis import keys, scripts
+from service.redis.client import call, text
+from service.store.base import (
+    TRENDING_LIMIT,
+    HistorySettings,
+    Reader,
+)
 
 
 def record_event(
@@ -131,7 +59,7 @@ def record_event(
     seen = history = keys.index_key(version)  # placeholders: untouched without a reader
     if reader is not None:
         seen = keys.seen_key(reader.kind, reader.identity)
-        weight = 1.0 if reader.kind == "u" else settings.anonymous_weight
+        weight = reader.weight(settings)
         if reader.kind == "u":
             history_max = settings.max_items
             history = keys.user_history_key(reader.identity)
@@ -149,14 +77,14 @@ def record_event(
         history_max,
         settings.ttl_seconds,
     ]
-    script = client.register_script(EVENT_LUA)
+    script = client.register_script(scripts.EVENT_LUA)
     return int(call(lambda: script(keys=keys_, args=args)))
 
 
 def user_history(client: redis.Redis, user_id: str, limit: int) -> list[str]:
     """A user's stored history, most recent first (empty when unknown or expired)."""
     raw = call(lambda: client.lrange(keys.user_history_key(user_id), 0, limit - 1))
-    return [item.decode() if isinstance(item, bytes) else str(item) for item in raw]
+    return [text(item) for item in raw]
 
 
 def delete_user(client: redis.Redis, user_id: str) -> bool:
@@ -187,7 +115,7 @@ def compute_trending(
     totals: dict[str, float] = {}
     for weight, head in zip(weights.values(), heads, strict=True):
         for item, score in head:
-            article = item.decode() if isinstance(item, bytes) else str(item)
+            article = text(item)
             totals[article] = totals.get(article, 0.0) + weight * float(score)
     pairs = sorted(totals.items(), key=lambda pair: (-pair[1], pair[0]))
     return pairs[:TRENDING_LIMIT]

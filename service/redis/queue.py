@@ -1,11 +1,12 @@
 """Incremental updates through Redis: a queue the API and the CLI write, one writer applies.
 
 Nothing online writes the model. ``PUT``/``DELETE /v1/articles/<id>`` and ``recs upsert`` /
-``recs delete`` only append an entry to the stream :data:`service.keys.UPDATES`; the one
-:class:`service.writer.Writer` holding :data:`service.keys.UPDATE_LOCK` (``recs worker``, or
-the CLI itself when no worker runs) applies the entries in stream order to the live version,
-each one in a single MULTI/EXEC, and pushes a JSON result to :func:`service.keys.ack_key` for
-whoever waits. This module is the light half the API imports: queue, acks and drift.
+``recs delete`` only append an entry to the stream :data:`service.redis.keys.UPDATES`; the
+one :class:`service.redis.writer.Writer` holding :data:`service.redis.keys.UPDATE_LOCK` (``recs
+worker``, or the CLI itself when no worker runs) applies the entries in stream order to the
+live version, each one in a single MULTI/EXEC, and pushes a JSON result to
+:func:`service.redis.keys.ack_key` for whoever waits. This module is the light half the API
+imports: queue, acks and drift.
 
 Reconcile rule: a published version records ``as_of`` (when its build's input was read). When
 the live version changes, the writer replays every entry since ``as_of - margin`` onto it, so
@@ -19,13 +20,14 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
 from models.records import Article, validate_id
-from service import keys
+from service.redis import keys
+from service.redis.client import text
+from service.redis.keys import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +43,6 @@ DEFAULT_DRIFT_THRESHOLD = 0.1
 SOURCES = ("api", "cli")
 
 
-def _utc_now() -> str:
-    # As service.publish.utc_now; not imported from there, which would load the model code
-    # into every API process that only enqueues.
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def as_text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 # ---------------------------------------------------------------------------------------------
 # The queue side: used by the API routes and the CLI.
 
@@ -59,7 +51,7 @@ def _enqueue(client: redis.Redis, fields: dict[str, str]) -> str:
     # Not retried: a lost reply after a successful XADD would queue the update twice (harmless,
     # replays are idempotent, but the caller would wait for the wrong entry).
     entry = client.xadd(keys.UPDATES, fields, maxlen=STREAM_MAXLEN, approximate=True)  # type: ignore[arg-type]
-    return as_text(entry)
+    return text(entry)
 
 
 def enqueue_upsert(client: redis.Redis, article: Article, *, by: str) -> str:
@@ -68,7 +60,7 @@ def enqueue_upsert(client: redis.Redis, article: Article, *, by: str) -> str:
         raise ValueError(f"by must be one of {SOURCES}, got {by!r}")
     record = json.dumps(article.to_dict(), ensure_ascii=False, separators=(",", ":"))
     return _enqueue(
-        client, {"op": "upsert", "id": article.id, "article": record, "at": _utc_now(), "by": by}
+        client, {"op": "upsert", "id": article.id, "article": record, "at": utc_now(), "by": by}
     )
 
 
@@ -77,7 +69,7 @@ def enqueue_delete(client: redis.Redis, article_id: str, *, by: str) -> str:
     if by not in SOURCES:
         raise ValueError(f"by must be one of {SOURCES}, got {by!r}")
     validate_id(article_id)
-    return _enqueue(client, {"op": "delete", "id": article_id, "at": _utc_now(), "by": by})
+    return _enqueue(client, {"op": "delete", "id": article_id, "at": utc_now(), "by": by})
 
 
 def _socket_timeout(client: redis.Redis) -> float | None:
@@ -127,7 +119,7 @@ def drift(info: Mapping[Any, Any], threshold: float) -> dict[str, Any]:
     new articles are vectorised with the build's vocabulary and IDF, which know none of their
     new words (see README "Incremental updates").
     """
-    values = {as_text(k): as_text(v) for k, v in info.items()}
+    values = {text(k): text(v) for k, v in info.items()}
     upserts = int(values.get("upserts") or 0)
     deletes = int(values.get("deletes") or 0)
     base = int(values.get("base_articles") or values.get("articles") or 0)

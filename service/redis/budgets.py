@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from service.breaker import CircuitBreaker, GuardedRedis
+from service.redis.breaker import CircuitBreaker, GuardedRedis
 
 KINDS = ("history", "trending", "events")
 # Seconds each kind may wait for Redis: a box is better without trending than late.

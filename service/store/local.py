@@ -1,14 +1,35 @@
-"""Embedded mode: serve straight from a loaded model directory, no Redis."""
+"""Embedded mode: serve straight from a loaded model directory, no Redis.
+
+The neighbour lists and metadata come from the model; reader events, histories and trending
+live in process memory (service/store/memory.py) with the Redis store's semantics. Incremental
+updates are the CLI's job here (``recs upsert --model DIR``, then a restart).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from models.artifact import LoadedModel
 from models.model import RelatedModel
-from models.ranking import published_timestamp
+from models.ranking import ModelSource, published_timestamp
 from models.records import Article
-from service.store.base import ArticleMeta, Neighbour, Store, VersionInfo
+from service.store.base import (
+    ArticleMeta,
+    HistorySettings,
+    Neighbour,
+    Reader,
+    Store,
+    UpdatesUnsupported,
+    VersionInfo,
+)
+from service.store.memory import MemoryReaders
+
+NO_UPDATES = (
+    "this server runs from a model directory: apply updates with `recs upsert --model DIR` /"
+    " `recs delete ID --model DIR` and restart it, or serve from Redis (RECS_REDIS_URL) with a"
+    " `recs worker` running"
+)
 
 
 def tag_keys(model: RelatedModel, tags: Sequence[str]) -> tuple[str, ...]:
@@ -16,7 +37,7 @@ def tag_keys(model: RelatedModel, tags: Sequence[str]) -> tuple[str, ...]:
     tagger = model.tags_
     weighted = [(key, tagger.weight(key)) for key in tagger.analyze(tags, tagger.vocabulary_)]
     # Stable sort, equal weights in the article's own tag order: the same rule as
-    # service.publish.tag_keys, so embedded and Redis mode show the same shared tags.
+    # service.redis.publish.tag_keys, so embedded and Redis mode show the same shared tags.
     ordered = sorted((kw for kw in weighted if kw[1] > 0), key=lambda kw: -kw[1])
     return tuple(key for key, _ in ordered)
 
@@ -52,6 +73,7 @@ class LocalStore(Store):
         # Built once: per-request tag analysis would cost more than the lookup itself.
         self._meta = {a.id: article_meta(self._model, a) for a in loaded.articles}
         self._latest: dict[str | None, list[str]] = {}
+        self._readers = MemoryReaders()
 
     def current_version(self) -> VersionInfo:
         """The loaded model's version."""
@@ -88,3 +110,62 @@ class LocalStore(Store):
             ranked = sorted(metas, key=lambda m: -published_timestamp(m.published_at))
             self._latest[wanted] = [m.id for m in ranked]
         return self._latest[wanted][:limit]
+
+    def ranking_source(self, info: VersionInfo) -> ModelSource[ArticleMeta]:
+        """Lookups by article id in the model."""
+        return store_source(self, info.version)
+
+    def record_event(
+        self,
+        version: str,
+        article_id: str,
+        reader: Reader | None,
+        now: float,
+        settings: HistorySettings,
+    ) -> int:
+        """In memory, as the Redis event script."""
+        known = self.articles(version, [article_id])[0] is not None
+        return self._readers.record(lambda _: known, article_id, reader, now, settings)
+
+    def reader_history(
+        self, user_id: str, limit: int, now: float, settings: HistorySettings
+    ) -> list[str]:
+        """From memory."""
+        return self._readers.history(user_id, limit, now)
+
+    def erase_reader(self, user_id: str) -> None:
+        """From memory."""
+        self._readers.erase(user_id)
+
+    def trending(self, now: float, settings: HistorySettings) -> list[tuple[str, float]]:
+        """From memory."""
+        return self._readers.trending(now, settings)
+
+    def enqueue_update(self, op: str, article_id: str, article: Any, *, by: str) -> str:
+        """Refused: nothing here applies updates."""
+        raise UpdatesUnsupported(NO_UPDATES)
+
+    def writer_running(self) -> bool:
+        """No writer serves a model directory."""
+        return False
+
+    def update_result(self, entry: str, timeout: float) -> Mapping[str, Any] | None:
+        """Refused, as enqueue_update."""
+        raise UpdatesUnsupported(NO_UPDATES)
+
+    def drift(self, version: str, threshold: float) -> dict[str, Any] | None:
+        """No incremental updates are applied to a served model directory."""
+        return None
+
+
+def store_source(store: Store, version: str) -> ModelSource[ArticleMeta]:
+    """A ranking source over any store, keyed by article id (one read per history item)."""
+
+    def neighbours(article_id: str) -> list[tuple[str, float]] | None:
+        found = store.neighbours(version, article_id)
+        return None if found is None else [(n.id, n.score) for n in found]
+
+    def known(article_id: str) -> bool:
+        return store.articles(version, [article_id])[0] is not None
+
+    return ModelSource(neighbours, lambda ids: store.articles(version, ids), known)

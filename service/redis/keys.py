@@ -8,7 +8,7 @@ Global keys::
                                      deleted), score = start time; leftovers are swept
     rs:lock:publish         string   token of the one publish/rollback running (expires)
     rs:u:USER:h             list     a reader's history, article ids most recent first (capped,
-                                     expires; "Recommended for you", service/history.py)
+                                     expires; "Recommended for you", service/redis/events.py)
     rs:trend:HOUR           zset     article id -> readers in that UTC hour (HOUR = unix time //
                                      3600; at most TRENDING_BUCKET_SIZE members, space-saving;
                                      expires after the trending window)
@@ -16,7 +16,7 @@ Global keys::
                                      a: client address; DIGEST: SHA-256 of it) was first counted
                                      for trending in the window (capped; expires)
     rs:updates              stream   queued upserts and deletes (op, id, article, at, by); the one
-                                     writer (``recs worker``) applies them (service/updates.py)
+                                     writer (``recs worker``) applies them (service/redis/queue.py)
     rs:lock:updates         string   token of the one update writer (expires unless refreshed)
     rs:ack:ENTRY            list     the writer's JSON result for stream entry ENTRY (expires)
 
@@ -43,6 +43,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,11 @@ BYTES_PER_NEIGHBOUR = ROW_DTYPE.itemsize + SCORE_DTYPE.itemsize
 
 # Version ids go into keys and SCAN patterns: no glob characters, no colon.
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
+def utc_now() -> str:
+    """Now in UTC as info hashes and queue entries store it (``YYYY-MM-DDTHH:MM:SSZ``)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def check_version(version: str) -> str:

@@ -1,10 +1,10 @@
-"""The one writer of incremental updates: applies the queue of :mod:`service.updates` to Redis.
+"""The one writer of incremental updates: applies the queue of :mod:`service.redis.queue` to Redis.
 
 ``recs worker`` (or ``recs upsert``/``recs delete`` when no worker runs) holds
-:data:`service.keys.UPDATE_LOCK` and applies the stream's entries in order to the live
+:data:`service.redis.keys.UPDATE_LOCK` and applies the stream's entries in order to the live
 version, each in a single MULTI/EXEC with its ack. It keeps the fitted model and an
 :class:`models.incremental.IncrementalIndex` in memory, so it is kept out of the API's
-imports: the API only enqueues (see :mod:`service.updates` for the queue and the reconcile
+imports: the API only enqueues (see :mod:`service.redis.queue` for the queue and the reconcile
 rule).
 """
 
@@ -13,9 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
-import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -31,21 +28,12 @@ from models.artifact import LoadedModel, source_as_of
 from models.incremental import IncrementalIndex
 from models.ranking import published_timestamp
 from models.records import Article, RecordError, article_from_mapping, validate_id
-from service import keys
-from service.publish import (
-    LOCK_REFRESH_LUA,
-    LOCK_RELEASE_LUA,
-    RETRIES,
-    RETRY_BASE_DELAY,
-    TRANSIENT,
-    article_tag_keys,
-    utc_now,
-    with_retry,
-)
-from service.updates import (
-    ACK_TTL_S,
-    as_text,
-)
+from service.redis import keys
+from service.redis.client import RETRIES, RETRY_BASE_DELAY, TRANSIENT, text, with_retry
+from service.redis.keys import utc_now
+from service.redis.lock import TokenLock
+from service.redis.publish import article_tag_keys
+from service.redis.queue import ACK_TTL_S
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +94,7 @@ class Entry:
 
 def parse_entry(entry_id: str, fields: Mapping[Any, Any]) -> Entry:
     """Decode and validate a stream entry with the same rules as an article file."""
-    values = {as_text(k): as_text(v) for k, v in fields.items()}
+    values = {text(k): text(v) for k, v in fields.items()}
     op, article_id = values.get("op", ""), values.get("id", "")
     if op not in OPS:
         return Entry(entry_id, op, article_id, error=f"field 'op': must be one of {OPS}")
@@ -127,11 +115,9 @@ def parse_entry(entry_id: str, fields: Mapping[Any, Any]) -> Entry:
     return Entry(entry_id, op, article_id, article)
 
 
-class WriterLock:
-    """The update writer's lock: a token under SET NX PX, refreshed by a thread while held."""
-
-    _RELEASE = LOCK_RELEASE_LUA
-    _REFRESH = LOCK_REFRESH_LUA
+class WriterLock(TokenLock):
+    """The update writer's lock on :data:`service.redis.keys.UPDATE_LOCK`, refreshed by a
+    thread for as long as the writer runs."""
 
     def __init__(
         self,
@@ -140,40 +126,15 @@ class WriterLock:
         ttl_ms: int = LOCK_TTL_MS,
         refresh_s: float = LOCK_REFRESH_S,
     ) -> None:
-        self.client = client
-        self.ttl_ms = ttl_ms
+        super().__init__(client, keys.UPDATE_LOCK, ttl_ms)
         self.refresh_s = refresh_s
-        # Host and pid make "who holds it" answerable with a GET.
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def acquire(self) -> bool:
-        """Take the lock (and start refreshing it); False when another writer holds it."""
-        ok = with_retry(
-            lambda: self.client.set(keys.UPDATE_LOCK, self.token, nx=True, px=self.ttl_ms)
-        )
-        # A retried SET may have succeeded before its reply was lost: then the lock is ours.
-        if not ok and as_text(with_retry(lambda: self.client.get(keys.UPDATE_LOCK))) != self.token:
+        """Take the lock and keep it alive; False when another writer holds it."""
+        if not super().acquire():
             return False
-        self.lost.clear()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._refresh, name="update-lock", daemon=True)
-        self._thread.start()
+        self.keep_alive(self.refresh_s)
         return True
-
-    def _refresh(self) -> None:
-        # A thread, not the apply loop: loading a model for a new version takes longer than
-        # the TTL, and the lock must survive it.
-        while not self._stop.wait(self.refresh_s):
-            try:
-                held = self.client.eval(self._REFRESH, 1, keys.UPDATE_LOCK, self.token, self.ttl_ms)
-            except TRANSIENT:
-                continue  # Redis is away: if it stays away past the TTL, the next try says so
-            if not held:
-                self.lost.set()
-                return
 
     def regain(self) -> bool:
         """After :attr:`lost`: take the lock again if nobody holds it; False if someone does.
@@ -182,21 +143,8 @@ class WriterLock:
         process stalled). SET NX still admits only one taker; the caller drops what it held
         in memory, since another writer may have run in between.
         """
-        if self._thread is not None:
-            self._thread.join()  # it stopped when it saw the loss
-            self._thread = None
+        self.stop_refreshing()  # its thread stopped when it saw the loss
         return self.acquire()
-
-    def release(self) -> None:
-        """Stop refreshing and delete the lock if it is still ours."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        try:
-            self.client.eval(self._RELEASE, 1, keys.UPDATE_LOCK, self.token)
-        except redis.RedisError:
-            pass  # the lock expires by itself
 
 
 @dataclass
@@ -266,7 +214,7 @@ class Writer:
     # ------------------------------------------------------------------------------ the lock
     def __enter__(self) -> Writer:
         if not self.lock.acquire():
-            holder = as_text(self.client.get(keys.UPDATE_LOCK) or b"?")
+            holder = text(self.client.get(keys.UPDATE_LOCK) or b"?")
             raise WriterError(f"another update writer holds {keys.UPDATE_LOCK} ({holder})")
         return self
 
@@ -291,7 +239,7 @@ class Writer:
             if live is None:
                 self._state = None
                 return False
-            version = as_text(live)
+            version = text(live)
             # A version seen ends a wait: its disappearance is news again (and logged).
             self._last_live, self._idle_wait = version, 0.0
             if self._state is not None and self._state.version == version:
@@ -320,7 +268,7 @@ class Writer:
 
     def _load(self, version: str) -> _State:
         raw = with_retry(lambda: self.client.hgetall(keys.info_key(version)))
-        info = {as_text(k): as_text(v) for k, v in raw.items()}
+        info = {text(k): text(v) for k, v in raw.items()}
         if not info:
             raise WriterError(f"live version {version} has no info hash in Redis")
         try:
@@ -339,7 +287,7 @@ class Writer:
             version=version,
             loaded=loaded,
             index=IncrementalIndex.from_model(loaded.model),
-            rows={as_text(k): int(v) for k, v in index_raw.items()},
+            rows={text(k): int(v) for k, v in index_raw.items()},
             articles={a.id: a for a in loaded.articles},
             next_row=int(info.get("next_row", len(loaded.articles))),
             applied=info.get("applied", "0-0"),
@@ -425,7 +373,7 @@ class Writer:
         """
         self._state = None
         if not self.lock.regain():
-            holder = as_text(with_retry(lambda: self.client.get(keys.UPDATE_LOCK)) or b"?")
+            holder = text(with_retry(lambda: self.client.get(keys.UPDATE_LOCK)) or b"?")
             raise WriterError(f"lost the update writer lock {keys.UPDATE_LOCK} to {holder}")
         log.warning(
             "the update writer lock %s had vanished (Redis flushed or restarted empty?);"
@@ -470,7 +418,7 @@ class Writer:
             state = self._state
             if state is None:
                 break
-            entry = parse_entry(as_text(raw_id), fields)
+            entry = parse_entry(text(raw_id), fields)
             write = _entry_key(entry.id) > _entry_key(state.applied)
             if write:
                 self._check(state)
@@ -633,7 +581,7 @@ class Writer:
             try:
                 with self.client.pipeline(transaction=True) as pipe:
                     pipe.watch(keys.CURRENT)
-                    if as_text(pipe.get(keys.CURRENT) or b"") != state.version:
+                    if text(pipe.get(keys.CURRENT) or b"") != state.version:
                         raise _VersionChanged
                     pipe.multi()
                     for command in commands:
@@ -655,7 +603,7 @@ class Writer:
                 time.sleep(RETRY_BASE_DELAY * 2**attempt)
                 # The EXEC may have run before its reply was lost: then do not count it twice.
                 done = with_retry(lambda: self.client.hget(info_key, "applied"))
-                if done is not None and as_text(done) == entry.id:
+                if done is not None and text(done) == entry.id:
                     return
 
 

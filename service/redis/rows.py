@@ -20,41 +20,18 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import redis
 
-from models.ranking import HistoryLists, Lists, ModelSource
-from service import keys
-from service.history import call
-from service.store.base import ArticleMeta, LazyMetas, Store, VersionInfo
-from service.store.redis_store import decode_meta
+from models.ranking import HistoryLists, Lists
+from service.redis import keys, scripts
+from service.redis.client import call, text
+from service.redis.codec import decode_meta
+from service.store.base import ArticleMeta, LazyMetas, VersionInfo
 
 KT = TypeVar("KT")
 VT = TypeVar("VT")
 
-# Returns, per id, its row ('' if unknown) and its neighbour blob ('' if missing).
-_HISTORY_LUA = """
-local n = #ARGV - 1
-local out = {}
-if n == 0 then return out end
-local rows = redis.call('HMGET', KEYS[1], unpack(ARGV, 2))
-for i = 1, n do
-  local row = rows[i]
-  local blob = ''
-  if row then
-    blob = redis.call('GET', ARGV[1] .. row) or ''
-  else
-    row = ''
-  end
-  out[2 * i - 1] = row
-  out[2 * i] = blob
-end
-return out
-"""
 
 ROW_BYTES = keys.ROW_DTYPE.itemsize
 PAIR_BYTES = keys.BYTES_PER_NEIGHBOUR
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _scores(raw: bytes) -> np.ndarray:
@@ -177,7 +154,7 @@ class RedisSource:
         self._shared_rows = cache.rows if cache is not None else None
         self._shared_lists = cache.lists if cache is not None else None
         self._shared_metas = cache.metas if cache is not None else None
-        self._history = client.register_script(_HISTORY_LUA)
+        self._history = client.register_script(scripts.HISTORY_LUA)
         # Built once: a key per candidate would otherwise re-validate the version each time.
         self._index = keys.index_key(info.version)
         self._neighbours_prefix = keys.neighbours_prefix(info.version)
@@ -234,7 +211,7 @@ class RedisSource:
         if not names:
             return
         self.round_trips += 1
-        blobs = call(lambda: self.client.mget(names))
+        blobs: Any = call(lambda: self.client.mget(names))
         n = len(metas)
         read = list(zip(metas, blobs[:n], strict=True))
         # A missing meta (never in a complete version) is remembered by this request only.
@@ -272,17 +249,4 @@ class RedisSource:
 def latest_ids(client: redis.Redis, version: str, section: str | None, limit: int) -> list[str]:
     """Ids of the newest articles of a version (optionally of one section), newest first."""
     key = keys.latest_section_key(version, section) if section else keys.latest_key(version)
-    return [_text(item) for item in call(lambda: client.zrevrange(key, 0, limit - 1))]
-
-
-def store_source(store: Store, version: str) -> ModelSource[ArticleMeta]:
-    """A ranking source over any store, keyed by article id (one read per history item)."""
-
-    def neighbours(article_id: str) -> list[tuple[str, float]] | None:
-        found = store.neighbours(version, article_id)
-        return None if found is None else [(n.id, n.score) for n in found]
-
-    def known(article_id: str) -> bool:
-        return store.articles(version, [article_id])[0] is not None
-
-    return ModelSource(neighbours, lambda ids: store.articles(version, ids), known)
+    return [text(item) for item in call(lambda: client.zrevrange(key, 0, limit - 1))]

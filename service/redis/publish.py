@@ -1,22 +1,22 @@
 """Publishing model versions to Redis: write, flip, roll back, list and prune.
 
 A publish writes every key of a new version under its own namespace, then flips
-:data:`service.keys.CURRENT` in one MULTI/EXEC, so a reader that reads the pointer once and then
-only that namespace never sees a mix of two versions or a half-written one. Before writing, the
-version is recorded in :data:`service.keys.PUBLISHING`; a publish that dies half-way leaves it
-there, and the next publish deletes its leftovers. These are plain functions over a redis
-client (no Flask); the CLI in ``scripts/publish_cmd.py`` wraps them.
+:data:`service.redis.keys.CURRENT` in one MULTI/EXEC, so a reader that reads the pointer once
+and then only that namespace never sees a mix of two versions or a half-written one. Before
+writing, the version is recorded in :data:`service.redis.keys.PUBLISHING`; a publish that dies
+half-way leaves it there, and the next publish deletes its leftovers. These are plain
+functions over a redis client (no Flask); the CLI in ``scripts/publish_cmd.py`` wraps them.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import secrets
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import numpy as np
@@ -26,7 +26,10 @@ from models.artifact import LoadedModel, source_as_of
 from models.model import RelatedModel
 from models.ranking import published_timestamp
 from models.records import Article
-from service import keys
+from service.redis import keys
+from service.redis.client import execute, text, with_retry
+from service.redis.keys import utc_now
+from service.redis.lock import TokenLock
 
 T = TypeVar("T")
 
@@ -34,9 +37,6 @@ BATCH_SIZE = 1000
 DEFAULT_KEEP = 2
 # A dead publisher's lock expires this long after its last batch.
 LOCK_TTL_MS = 60_000
-RETRIES = 4
-RETRY_BASE_DELAY = 0.1
-TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
 # Update entries are trimmed from the stream this long before the oldest kept version's as_of:
 # above the update writer's default replay margin (15 min), so a larger --replay-margin of up
 # to an hour still finds its entries.
@@ -78,44 +78,10 @@ class VersionRow:
     retrain_due: bool = False
 
 
-def utc_now() -> str:
-    """Current UTC time as ``YYYY-MM-DDTHH:MM:SSZ``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def with_retry(action: Callable[[], T], *, retries: int = RETRIES) -> T:
-    """Run ``action``, retrying transient connection errors with exponential backoff."""
-    for attempt in range(retries + 1):
-        try:
-            return action()
-        except TRANSIENT:
-            if attempt == retries:
-                raise
-            time.sleep(RETRY_BASE_DELAY * 2**attempt)
-    raise AssertionError("unreachable")
-
-
-def execute(
-    client: redis.Redis, build: Callable[[redis.client.Pipeline], None], *, transaction: bool
-) -> list[Any]:
-    """Build and run a pipeline, rebuilding it on each retry (a failed execute empties it)."""
-
-    def attempt() -> list[Any]:
-        pipe = client.pipeline(transaction=transaction)
-        build(pipe)
-        return pipe.execute()
-
-    return with_retry(attempt)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def current_version(client: redis.Redis) -> str | None:
     """The live version id, or ``None`` when nothing is published."""
     value = with_retry(lambda: client.get(keys.CURRENT))
-    return None if value is None else _text(value)
+    return None if value is None else text(value)
 
 
 def version_info(client: redis.Redis, version: str) -> dict[str, Any] | None:
@@ -123,7 +89,7 @@ def version_info(client: redis.Redis, version: str) -> dict[str, Any] | None:
     raw = with_retry(lambda: client.hgetall(keys.info_key(version)))
     if not raw:
         return None
-    info: dict[str, Any] = {_text(k): _text(v) for k, v in raw.items()}
+    info: dict[str, Any] = {text(k): text(v) for k, v in raw.items()}
     for name in ("articles", "k", "next_row", "layout"):
         if name in info:
             info[name] = int(info[name])
@@ -145,11 +111,11 @@ def live_info(client: redis.Redis) -> dict[str, Any] | None:
 
 def list_versions(client: redis.Redis, *, drift_threshold: float | None = None) -> list[VersionRow]:
     """Complete versions, newest first, with the live one marked and their update drift."""
-    from service.updates import DEFAULT_DRIFT_THRESHOLD, drift  # it imports this module
+    from service.redis.queue import DEFAULT_DRIFT_THRESHOLD, drift  # it imports this module
 
     threshold = DEFAULT_DRIFT_THRESHOLD if drift_threshold is None else drift_threshold
     current = current_version(client)
-    names = [_text(v) for v in with_retry(lambda: client.zrevrange(keys.VERSIONS, 0, -1))]
+    names = [text(v) for v in with_retry(lambda: client.zrevrange(keys.VERSIONS, 0, -1))]
     rows = []
     for name in names:
         info = version_info(client, name) or {}
@@ -174,59 +140,21 @@ def list_versions(client: redis.Redis, *, drift_threshold: float | None = None) 
 
 # ---------------------------------------------------------------------------------------------
 # The lock: one publish / rollback at a time, so a sweep never deletes a live writer's keys.
+@contextmanager
+def _publish_lock(client: redis.Redis) -> Iterator[Callable[[], None]]:
+    """Hold the publish lock; yields the tick that refreshes it between batches."""
+    lock = TokenLock(client, keys.PUBLISH_LOCK, LOCK_TTL_MS)
+    if not lock.acquire():
+        raise PublishError("another publish or rollback is running (lock held); try again later")
 
-
-# Token locks (this one and the update writer's, service/writer.py): only the holder of the
-# token may extend or delete the lock, checked and done in one step on the server.
-LOCK_RELEASE_LUA = (
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-)
-LOCK_REFRESH_LUA = (
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
-)
-
-
-class _Lock:
-    """A Redis lock with a token, refreshed while held, released only by its owner."""
-
-    _RELEASE = LOCK_RELEASE_LUA
-    _REFRESH = LOCK_REFRESH_LUA
-
-    def __init__(self, client: redis.Redis, ttl_ms: int = LOCK_TTL_MS) -> None:
-        self.client = client
-        self.ttl_ms = ttl_ms
-        self.token = secrets.token_hex(8)
-
-    def acquire(self) -> None:
-        ok = with_retry(
-            lambda: self.client.set(keys.PUBLISH_LOCK, self.token, nx=True, px=self.ttl_ms)
-        )
-        # A retried SET may have succeeded before its reply was lost: then the lock is ours.
-        if not ok and _text(with_retry(lambda: self.client.get(keys.PUBLISH_LOCK))) != self.token:
-            raise PublishError(
-                "another publish or rollback is running (lock held); try again later"
-            )
-
-    def refresh(self) -> None:
-        refreshed = with_retry(
-            lambda: self.client.eval(self._REFRESH, 1, keys.PUBLISH_LOCK, self.token, self.ttl_ms)
-        )
-        if not refreshed:
+    def tick() -> None:
+        if not lock.refresh():
             raise PublishError("lost the publish lock (publish took too long between batches)")
 
-    def release(self) -> None:
-        try:
-            with_retry(lambda: self.client.eval(self._RELEASE, 1, keys.PUBLISH_LOCK, self.token))
-        except TRANSIENT:
-            pass  # the lock expires by itself
-
-    def __enter__(self) -> _Lock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    try:
+        yield tick
+    finally:
+        lock.release()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,10 +212,10 @@ def cleanup_partial(client: redis.Redis, tick: Callable[[], None] | None = None)
 
     Call only while holding the publish lock: without it, a running publish would look dead.
     """
-    pending = [_text(v) for v in with_retry(lambda: client.zrange(keys.PUBLISHING, 0, -1))]
+    pending = [text(v) for v in with_retry(lambda: client.zrange(keys.PUBLISHING, 0, -1))]
     if not pending:
         return []
-    listed = {_text(v) for v in with_retry(lambda: client.zrange(keys.VERSIONS, 0, -1))}
+    listed = {text(v) for v in with_retry(lambda: client.zrange(keys.VERSIONS, 0, -1))}
     keep = listed | _protected(client)
     cleaned = []
     for version in pending:
@@ -304,7 +232,7 @@ def prune(
     """Delete complete versions beyond the ``keep`` newest (never the live one or its previous)."""
     if keep < 1:
         raise ValueError("keep must be >= 1")
-    names = [_text(v) for v in with_retry(lambda: client.zrevrange(keys.VERSIONS, 0, -1))]
+    names = [text(v) for v in with_retry(lambda: client.zrevrange(keys.VERSIONS, 0, -1))]
     protected = _protected(client) | set(names[:keep])
     dropped = [name for name in names if name not in protected]
     for name in dropped:
@@ -319,13 +247,13 @@ def trim_updates(client: redis.Redis, margin_s: float = UPDATES_TRIM_MARGIN_S) -
     goes live or is rolled back to; older entries are in every kept build's input already.
     Best effort (returns the count removed): the stream is also capped by MAXLEN.
     """
-    names = [_text(v) for v in with_retry(lambda: client.zrange(keys.VERSIONS, 0, -1))]
+    names = [text(v) for v in with_retry(lambda: client.zrange(keys.VERSIONS, 0, -1))]
     stamps = []
     for name in names:
         as_of = with_retry(lambda n=name: client.hget(keys.info_key(n), "as_of"))  # type: ignore[misc]
         if not as_of:
             return 0  # a version without as_of (published before updates existed): keep all
-        stamps.append(datetime.fromisoformat(_text(as_of)).timestamp())
+        stamps.append(datetime.fromisoformat(text(as_of)).timestamp())
     if not stamps:
         return 0
     min_id = f"{max(0, int((min(stamps) - margin_s) * 1000))}-0"
@@ -392,7 +320,7 @@ def _info_mapping(loaded: LoadedModel) -> dict[Any, Any]:
         "score_quantiles": json.dumps(counts.get("score_quantiles", {}), sort_keys=True),
         "config_hash": str(loaded.manifest.get("config_hash", "")),
         # When the build's input was read: incremental updates since then (minus a margin)
-        # are replayed onto this version by the update writer (service/updates.py).
+        # are replayed onto this version by the update writer (service/redis/queue.py).
         "as_of": source_as_of(loaded.manifest),
         "next_row": n,
         "layout": keys.LAYOUT,
@@ -417,20 +345,19 @@ def publish(
         raise ValueError("keep must be >= 1")
     started = time.perf_counter()
     version = keys.check_version(loaded.version)
-    lock = _Lock(client)
-    with lock:
-        cleaned = cleanup_partial(client, lock.refresh)
+    with _publish_lock(client) as tick:
+        cleaned = cleanup_partial(client, tick)
         previous = current_version(client)
         listed = with_retry(lambda: client.zscore(keys.VERSIONS, version)) is not None
         if not listed:
             try:
-                _write_version(client, loaded, lock, batch, on_batch)
+                _write_version(client, loaded, tick, batch, on_batch)
             except BaseException:
                 _abandon(client, version)
                 raise
         if previous != version:
             _flip(client, version, previous, first_publish=not listed)
-        pruned = prune(client, keep, lock.refresh)
+        pruned = prune(client, keep, tick)
         trim_updates(client)
     return PublishResult(
         version=version,
@@ -446,7 +373,7 @@ def publish(
 def _write_version(
     client: redis.Redis,
     loaded: LoadedModel,
-    lock: _Lock,
+    tick: Callable[[], None],
     batch: int,
     on_batch: Callable[[int], None] | None,
 ) -> None:
@@ -461,7 +388,7 @@ def _write_version(
         # Every command is an idempotent overwrite, so re-sending a batch after a dropped
         # connection is safe.
         execute(client, write, transaction=False)
-        lock.refresh()
+        tick()
         if on_batch is not None:
             on_batch(number)
     # Idempotent ZADDs: a retried pipeline rewrites the same members and scores.
@@ -535,11 +462,11 @@ def _flip(client: redis.Redis, version: str, previous: str | None, *, first_publ
 
 def rollback(client: redis.Redis, to: str | None = None) -> tuple[str, str]:
     """Make the previous version (or ``to``) live again; return ``(old, new)`` live versions."""
-    with _Lock(client):
+    with _publish_lock(client):
         current = current_version(client)
         if current is None:
             raise PublishError("nothing is published; nothing to roll back")
-        listed = [_text(v) for v in with_retry(lambda: client.zrevrange(keys.VERSIONS, 0, -1))]
+        listed = [text(v) for v in with_retry(lambda: client.zrevrange(keys.VERSIONS, 0, -1))]
         if to is not None:
             keys.check_version(to)
             if to not in listed:
