@@ -6,7 +6,8 @@
 a CDN answers most of it. In Redis mode the counts live in Redis, so every gunicorn worker and
 every instance shares them; in embedded mode they are per process.
 
-The client address is ``request.remote_addr``: the TCP peer, which a client cannot fake.
+The client is ``request.remote_addr``, the TCP peer, which a client cannot fake; an IPv6 client
+is its /64 (service/client_address.py).
 Behind proxies, ``RECS_TRUSTED_PROXIES`` says how many of them append to ``X-Forwarded-For``
 (werkzeug's ProxyFix takes the address that many hops from the right); with 0 the header is
 ignored, so a spoofed ``X-Forwarded-For`` never changes the key.
@@ -23,10 +24,10 @@ from typing import Any
 
 from flask import Flask, Response, current_app
 from flask_limiter import Limiter, RateLimitExceeded
-from flask_limiter.util import get_remote_address
 from limits import parse_many
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from service.client_address import client_key
 from service.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ def init_app(app: Flask) -> None:
         {"socket_timeout": timeout, "socket_connect_timeout": timeout} if redis_url else {}
     )
     limiter = Limiter(
-        key_func=get_remote_address,
+        key_func=client_key,
         app=app,
         storage_uri=str(redis_url) if redis_url else "memory://",
         storage_options=storage_options,

@@ -22,6 +22,7 @@ import redis
 
 from models.artifact import LoadedModel
 from service import tokens
+from service.client_address import network_key
 from service.redis import events as history
 from service.redis import keys, scripts
 from service.redis.client import call
@@ -70,6 +71,8 @@ ROUTES = [
         ('{"a":' * 2000 + "1" + "}" * 2000, "nested"),
         ('{"a":' * 500 + "1" + "}" * 500, "nested"),
         (b'{"article_id": "\xff"}', "UTF-8"),
+        ('{"article_id": "a\\ud800", "section": "\\udfff"}', "surrogate"),
+        ('{"title": "' + '\\"' * 8000, "invalid JSON"),
     ],
 )
 def test_hostile_bodies_are_a_400_naming_the_body(
@@ -109,13 +112,27 @@ def test_public_posts_accept_only_json(
 
 
 @pytest.mark.parametrize("parameter", ["user_id", "user_token"])
-def test_identities_in_urls_are_refused(published: str, parameter: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1/recommendations"), ("POST", "/v1/recommendations"), ("POST", "/v1/events")],
+)
+def test_identities_in_urls_are_refused(
+    published: str,
+    redis_client: redis.Redis,
+    ids: list[str],
+    parameter: str,
+    method: str,
+    path: str,
+) -> None:
     token = tokens.sign(SIGNING_KEY, "reader", LATER)
     value = token if parameter == "user_token" else "reader"
-    response = client_for(published).get(f"/v1/recommendations?{parameter}={value}")
+    # A POST with a good body still refuses an identity in its URL: it reaches access logs.
+    body = {"user_token": token, "article_id": ids[0]} if path.endswith("events") else None
+    response = client_for(published).open(f"{path}?{parameter}={value}", method=method, json=body)
     assert response.status_code == 400
     assert response.get_json()["parameter"] == parameter
     assert "URL" in response.get_json()["message"]
+    assert not redis_client.keys(keys.TRENDING_ROOT + "*")
 
 
 def test_a_bare_user_id_cannot_read_a_history(published: str, ids: list[str]) -> None:
@@ -182,6 +199,50 @@ def test_events_are_rate_limited_per_client_address(published: str, ids: list[st
     # /related is never limited.
     for _ in range(10):
         assert client.get(f"/v1/articles/{ids[0]}/related").status_code == 200
+
+
+def test_an_ipv6_client_is_its_64_for_limits_and_trending(
+    published: str, redis_client: redis.Redis, ids: list[str]
+) -> None:
+    # One subscriber holds a whole /64: rotating addresses inside it is one client.
+    client = client_for(published, EVENTS_RATE_LIMIT="3/minute")
+
+    def post(address: str, article_id: str = ids[0]) -> int:
+        body = {"article_id": article_id}
+        environ = {"REMOTE_ADDR": address}
+        return client.post("/v1/events", json=body, environ_base=environ).status_code
+
+    same_64 = [f"2001:db8:1:2::{n:x}" for n in range(1, 5)]
+    assert [post(address) for address in same_64] == [202, 202, 202, 429]
+    assert post("2001:db8:1:3::1") == 202  # the next /64 is another client
+    # An IPv4-mapped address is the IPv4 client it maps.
+    assert [post(a) for a in ("192.0.2.7", "::ffff:192.0.2.7", "192.0.2.7", "::ffff:c000:207")] == [
+        202,
+        202,
+        202,
+        429,
+    ]
+    # Trending: 250 addresses of one /64, each under its own limit, count as one reader.
+    unlimited = client_for(published, EVENTS_RATE_LIMIT="off")
+    target = ids[-1]
+    for n in range(250):
+        response = unlimited.post(
+            "/v1/events",
+            json={"article_id": target},
+            environ_base={"REMOTE_ADDR": f"2001:db8:66:1:{n:x}::1"},
+        )
+        assert response.status_code == 202
+    counts = dict(compute_trending(redis_client, NOW.timestamp(), HistorySettings()))
+    assert counts[target] == 0.5
+
+
+def test_client_keys() -> None:
+    assert network_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == "2001:db8:1:2::/64"
+    assert network_key("fe80::1%eth0") == "fe80::/64"
+    assert network_key("::ffff:198.51.100.3") == "198.51.100.3"
+    assert network_key("198.51.100.3") == "198.51.100.3"
+    assert network_key("") is None and network_key(None) is None
+    assert network_key("not-an-address") == "not-an-address"
 
 
 def test_trusted_proxies_take_the_address_from_x_forwarded_for(

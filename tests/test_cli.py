@@ -173,12 +173,14 @@ def assert_bad_input(result: Result, *fragments: str) -> None:
 
 @pytest.fixture
 def hostile_corpus(tmp_path: Path) -> Path:
-    """30 good articles, then a deep line, a record with a deep field and a 5,000-digit number."""
+    """30 good articles, then a deep line, a record with a deep field, a 5,000-digit number and
+    a lone surrogate."""
     lines = SAMPLE_ARTICLES.read_text(encoding="utf-8").splitlines()[:30]
     lines += [
         DEEP,
         '{"id": "d1", "title": "t", "meta": ' + DEEP + "}",
         '{"id": "d2", "title": "t", "n": ' + "9" * 5000 + "}",
+        '{"id": "d3", "title": "half of an emoji \\ud83d", "body": "b"}',
     ]
     path = tmp_path / "h.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -189,6 +191,7 @@ HOSTILE_REASONS = (
     "h.jsonl:31: invalid JSON (nested deeper than 64 levels at column 65)",
     "h.jsonl:32: invalid JSON (nested deeper than 64 levels at column 99)",
     "h.jsonl:33: invalid JSON (number with more than 4300 digits at column 33)",
+    "h.jsonl:34: invalid JSON (lone surrogate \\ud83d in a string at column 41",
 )
 
 
@@ -198,7 +201,7 @@ def test_train_reports_hostile_json_lines_and_skips_them_on_request(
     runner = CliRunner()
     out = str(tmp_path / "m")
     failed = runner.invoke(cli, ["train", "--articles", str(hostile_corpus), "--out", out])
-    assert_bad_input(failed, "3 bad record(s)", *HOSTILE_REASONS)
+    assert_bad_input(failed, "4 bad record(s)", *HOSTILE_REASONS)
     assert not Path(out).exists()
     skipped = runner.invoke(
         cli,
@@ -206,7 +209,7 @@ def test_train_reports_hostile_json_lines_and_skips_them_on_request(
     )
     assert skipped.exit_code == 0, skipped.output
     summary = json.loads(skipped.output.splitlines()[-1])
-    assert summary["articles"] == 30 and summary["skipped"] == 3
+    assert summary["articles"] == 30 and summary["skipped"] == 4
 
 
 def test_upsert_and_evaluate_report_hostile_json_lines(

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from models.jsonsafe import MAX_DEPTH, JSONInputError, loads
+from models.jsonsafe import _STRING, MAX_DEPTH, JSONInputError, loads
 
 DEEP = "[" * 5000 + "]" * 5000
 
@@ -63,3 +63,37 @@ def test_bytes_must_be_utf8_and_may_carry_a_bom() -> None:
 def test_recursion_error_never_escapes_even_with_a_huge_limit() -> None:
     with pytest.raises(JSONInputError, match="nested deeper than"):
         loads("[" * 200_000 + "]" * 200_000, max_depth=10**9)
+
+
+def test_an_unterminated_string_is_one_match_so_the_scan_stays_linear() -> None:
+    # Every string match must succeed where it starts: a pattern that fails at the end of an
+    # unterminated string restarts at each escaped quote inside it (quadratic; a 64 KB body
+    # took 11 s).
+    text = '["' + '\\"' * 1000 + "a"
+    match = _STRING.match(text, 1)
+    assert match is not None and match.end() == len(text)
+    dangling = '"ends in a backslash\\'
+    assert _STRING.fullmatch(dangling) is not None
+    with pytest.raises(JSONInputError, match="Unterminated string"):
+        loads('{"title": "' + '\\"' * 32_000)  # 64 KB, the admin body limit
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column"),
+    [
+        ('{"id": "a\\ud800"}', 1, 10),
+        ('{\n"id": "ok",\n"title": "x\\uDFFFy"}', 3, 12),
+        ('["\\udc00\\ud800"]', 1, 3),
+        ('{"\\ud800": 1}', 1, 3),
+    ],
+)
+def test_lone_surrogates_are_an_input_error(text: str, line: int, column: int) -> None:
+    # Valid JSON that no UTF-8 can carry: it would fail later, in a Redis key or an answer.
+    with pytest.raises(JSONInputError, match="lone surrogate") as info:
+        loads(text)
+    assert (info.value.line, info.value.column) == (line, column)
+
+
+def test_surrogate_pairs_and_escaped_backslashes_are_text() -> None:
+    assert loads('"\\ud83d\\ude00"') == "\U0001f600"
+    assert loads('"\\\\ud800"') == "\\ud800"  # a backslash, then letters

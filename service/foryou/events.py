@@ -2,8 +2,9 @@
 
 An event must name an article of the live version (404 otherwise, nothing stored). It counts
 for trending once per reader and article in the window, the reader being the signed user or,
-without a token, the client address; a signed reader's event also goes to their history. The
-store does the check and the write in one step (service/redis/events.py, or in memory).
+without a token, the client address (an IPv6 client's /64); a signed reader's event also goes
+to their history. The store does the check and the write in one step (service/redis/events.py,
+or in memory).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from flask import Response, request
 
 from service.auth import admin_required
+from service.client_address import network_key
 from service.errors import NotFound
 from service.foryou.parsing import check_id, event, now
 from service.foryou.routes import json_response, live
@@ -29,8 +31,8 @@ def events() -> Response:
     reader: Reader | None = None
     if given.user_id is not None:
         reader = Reader("u", given.user_id)
-    elif request.remote_addr:
-        reader = Reader("a", request.remote_addr)
+    elif (address := network_key(request.remote_addr)) is not None:
+        reader = Reader("a", address)
     outcome = store.record_event(
         info.version, given.article_id, reader, now().timestamp(), shared.history
     )

@@ -160,6 +160,7 @@ def reader(token: Any) -> str | None:
 
 
 def no_identity_in_url() -> None:
+    """400 for a reader identity in the query string, whatever the method."""
     for name in URL_IDENTITY_PARAMETERS:
         if name in request.args:
             raise BadRequest(
@@ -171,6 +172,7 @@ def no_identity_in_url() -> None:
 
 def recommend_query() -> RecommendQuery:
     """The request's validated query (GET parameters or a JSON body)."""
+    no_identity_in_url()
     if request.method == "POST":
         body = json_body(RECOMMEND_FIELDS)
         raw_history = body.get("history")
@@ -179,7 +181,6 @@ def recommend_query() -> RecommendQuery:
         k, section = body.get("k"), body.get("section")
         token = body.get("user_token")
     else:
-        no_identity_in_url()
         args = request.args
         history = None
         if "history" in args:
@@ -204,6 +205,7 @@ def recommend_query() -> RecommendQuery:
 
 def event() -> Event:
     """The request's validated event (a JSON body)."""
+    no_identity_in_url()
     body = json_body(EVENT_FIELDS)
     if "article_id" not in body:
         raise BadRequest("article_id: is required", parameter="article_id")
