@@ -33,10 +33,12 @@ def parse_ttl(value: str) -> int:
 )
 def sign_user(user_id: str, ttl: str, key: str) -> None:
     """Print a signed reader token for USER_ID (``<user_id>.<expires>.<signature>``)."""
-    if len(key.strip()) < MIN_KEY_LENGTH:
+    # Used as given, like the API reads RECS_USER_SIGNING_KEY: a stripped copy would sign with
+    # another key than the one the API checks against.
+    if len(key) < MIN_KEY_LENGTH:
         raise CliError(f"--key: the signing key must be at least {MIN_KEY_LENGTH} characters")
     expires = int(time.time()) + parse_ttl(ttl)
     try:
-        click.echo(sign(key.strip(), user_id, expires))
+        click.echo(sign(key, user_id, expires))
     except ValueError as exc:
         raise CliError(f"USER_ID: {exc}") from None

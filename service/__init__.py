@@ -139,7 +139,13 @@ def _check_config(app: Flask) -> None:
     if isinstance(drift, bool) or not isinstance(drift, int | float) or not 0 < drift <= 100:
         raise ConfigError("RETRAIN_DRIFT (env RECS_RETRAIN_DRIFT) must be above 0, at most 100")
     config["RETRAIN_DRIFT"] = float(drift)
-    app.extensions[CORS_EXTENSION] = _origins(config["CORS_ORIGINS"])
+    app.extensions[CORS_EXTENSION] = origins = _origins(config["CORS_ORIGINS"])
+    if "*" in origins:
+        # A preflight is what keeps other sites' pages from posting events as their visitors.
+        logging.getLogger(__name__).warning(
+            "RECS_CORS_ORIGINS contains '*': any web page can post events and ask for"
+            " recommendations from its visitors' browsers; list your sites' origins instead"
+        )
 
 
 def _cors(response: Response) -> Response:

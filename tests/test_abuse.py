@@ -4,6 +4,7 @@ poisoning, unbounded growth, breaker isolation, an emptied Redis (issue 12, docs
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import signal
@@ -21,7 +22,7 @@ import pytest
 import redis
 
 from models.artifact import LoadedModel
-from service import tokens
+from service import client_address, tokens
 from service.client_address import network_key
 from service.redis import events as history
 from service.redis import keys, scripts
@@ -541,3 +542,21 @@ def test_unlimited_routes_skip_the_limiter_entirely(published: str) -> None:
 
 def _hook_owners(hook: Any) -> list[Any]:
     return [getattr(hook, "__self__", None), *getattr(hook, "args", ())]
+
+
+def test_risky_deployments_are_named_in_the_log(
+    published: str,
+    ids: list[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(client_address, "_warned_forwarded", False)
+    with caplog.at_level(logging.WARNING):
+        client = client_for(published, CORS_ORIGINS="*", EVENTS_RATE_LIMIT="100/minute")
+        forwarded = {"X-Forwarded-For": "198.51.100.1"}
+        for _ in range(2):
+            client.post("/v1/events", json={"article_id": ids[0]}, headers=forwarded)
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("contains '*'" in message for message in messages) == 1
+    # Behind an untrusted proxy every reader shares one limit: said once per process.
+    assert sum("RECS_TRUSTED_PROXIES is 0" in message for message in messages) == 1
