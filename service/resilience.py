@@ -30,7 +30,6 @@ from flask import Flask, Response, current_app, g, request
 from prometheus_client import Counter
 
 from service.errors import error_response
-from service.redis.breaker import CircuitOpen
 from service.store.base import NoLiveVersion, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -182,7 +181,7 @@ def _handle_store_unavailable(exc: StoreUnavailable) -> Response:
         metrics.store_errors.inc()
     # A failing-fast call is the breaker doing its job: logging each one would flood the log
     # during an outage (the breaker logs once when it opens).
-    if isinstance(exc.__cause__, CircuitOpen):
+    if exc.failing_fast:
         log.debug("store unavailable (circuit open)")
     else:
         log.warning("store unavailable: %s", exc)

@@ -75,6 +75,17 @@ def test_readyz_redis_unreachable_is_503() -> None:
     }
 
 
+def test_an_outage_is_logged_once_while_the_breaker_fails_fast(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = redis_app(UNREACHABLE, BREAKER_COOLDOWN=30, VERSION_TTL=0).test_client()
+    with caplog.at_level(logging.WARNING, logger="service"):
+        statuses = [client.get(RELATED.format("a-1")).status_code for _ in range(5)]
+    assert statuses == [503] * 5
+    logged = [r for r in caplog.records if r.getMessage().startswith("store unavailable")]
+    assert len(logged) == 1, [r.getMessage() for r in logged]
+
+
 def test_readyz_redis_without_a_version_is_503(redis_url: str) -> None:
     response = redis_app(redis_url).test_client().get("/readyz")
     assert response.status_code == 503

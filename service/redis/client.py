@@ -18,7 +18,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from service.redis.breaker import CircuitBreaker, GuardedRedis
+from service.redis.breaker import CircuitBreaker, CircuitOpen, GuardedRedis
 from service.store.base import StoreUnavailable
 
 T = TypeVar("T")
@@ -49,7 +49,9 @@ def call(action: Callable[[], T], errors: tuple[type[Exception], ...] = TRANSIEN
     try:
         return action()
     except errors as exc:
-        raise RedisUnavailable(f"redis unavailable: {one_line(exc)}") from exc
+        raise RedisUnavailable(
+            f"redis unavailable: {one_line(exc)}", failing_fast=isinstance(exc, CircuitOpen)
+        ) from exc
 
 
 @contextmanager
@@ -58,7 +60,7 @@ def unavailable_as_own_error(errors: tuple[type[Exception], ...] = ANY_ERROR) ->
     try:
         yield
     except errors as exc:
-        raise RedisUnavailable(one_line(exc)) from exc
+        raise RedisUnavailable(one_line(exc), failing_fast=isinstance(exc, CircuitOpen)) from exc
 
 
 def one_line(exc: BaseException) -> str:

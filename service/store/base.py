@@ -28,7 +28,15 @@ COUNTED = 1
 
 
 class StoreUnavailable(RuntimeError):
-    """The backing store cannot be reached (the API answers 503 with Retry-After)."""
+    """The backing store cannot be reached (the API answers 503 with Retry-After).
+
+    ``failing_fast``: the call was not even tried (a circuit breaker is open after recent
+    failures); the API does not log those one by one.
+    """
+
+    def __init__(self, message: str, *, failing_fast: bool = False) -> None:
+        super().__init__(message)
+        self.failing_fast = failing_fast
 
 
 class UpdatesUnsupported(RuntimeError):
