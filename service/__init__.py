@@ -193,6 +193,9 @@ SECRETS = ("ADMIN_TOKEN", "USER_SIGNING_KEY")
 def _security_headers(response: Response) -> Response:
     # Every answer is JSON or JavaScript of a known type: browsers must not guess another.
     response.headers["X-Content-Type-Options"] = "nosniff"
+    if request.method == "OPTIONS" and not response.content_length:
+        # Flask's automatic OPTIONS answer is empty but labelled text/html: label it as nothing.
+        del response.headers["Content-Type"]
     return response
 
 

@@ -240,6 +240,14 @@ def test_wrong_method_is_json_405(app: Flask) -> None:
     assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "HEAD"}
 
 
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/recommendations", RELATED.format("a-1")])
+def test_options_without_cors_is_an_empty_answer_of_no_type(app: Flask, path: str) -> None:
+    response = app.test_client().options(path)
+    assert response.status_code == 200 and response.data == b""
+    assert "Content-Type" not in response.headers  # not an empty "text/html" page
+    assert "OPTIONS" in response.headers["Allow"]
+
+
 class BrokenStore(LocalStore):
     """A store with a bug: its neighbour reads raise something the API does not expect."""
 
