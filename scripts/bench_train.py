@@ -121,6 +121,7 @@ def _child(argv: list[str]) -> None:
 
     import models.model as model_mod
     import scripts.cli as cli_mod
+    import scripts.training as training_mod
     from models.tags import TagVectorizer
     from models.text import TextVectorizer
 
@@ -136,9 +137,9 @@ def _child(argv: list[str]) -> None:
 
         return wrapper
 
-    cli_mod.read_articles = timed("read", cli_mod.read_articles)
-    cli_mod.save_model = timed("save", cli_mod.save_model)
-    cli_mod.load_model = timed("reload", cli_mod.load_model)
+    training_mod.read_articles = timed("read", training_mod.read_articles)
+    training_mod.save_model = timed("save", training_mod.save_model)
+    training_mod.load_model = timed("reload", training_mod.load_model)
     TextVectorizer.fit_transform = timed("text fit", TextVectorizer.fit_transform)  # type: ignore[method-assign]
     TagVectorizer.fit = timed("tag fit", TagVectorizer.fit)  # type: ignore[method-assign]
     TagVectorizer.transform = timed("tag fit", TagVectorizer.transform)  # type: ignore[method-assign]

@@ -1,37 +1,41 @@
-"""The ``recs`` command line: import, train, inspect and (later) publish models."""
+"""The ``recs`` command line: the group, ``train``, ``related`` and ``similarity``.
+
+The other commands live in one module each (scripts/*_cmd.py) and are registered here; none of
+them imports this module, so there is no import cycle.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from models.artifact import ArtifactError, LoadedModel, load_model, save_model
-from models.config import ModelConfig
-from models.model import RelatedModel
-from models.records import CorpusError, read_articles
-from models.tags import load_aliases
-from scripts.common import (
-    CliError,
-    articles_option,
-    config_file_option,
-    model_option,
-    on_error_option,
-    progress_bar,
-    tag_aliases_option,
-)
+from scripts.common import CliError
 from scripts.evaluate_cmd import evaluate
 from scripts.foryou_eval_cmd import evaluate_foryou_cmd
 from scripts.import_cmd import import_group
-from scripts.publish_cmd import COMMANDS as PUBLISH_COMMANDS
-from scripts.publish_cmd import publish_after_train
+from scripts.options import (
+    articles_option,
+    config_file_option,
+    json_option,
+    model_option,
+    on_error_option,
+    tag_aliases_option,
+)
+from scripts.publish_cmd import (
+    publish_after_train,
+    publish_command,
+    rollback_command,
+    versions_command,
+)
+from scripts.retrain_cmd import retrain_command
 from scripts.serve_cmd import serve
 from scripts.sign_user_cmd import sign_user
-from scripts.update_cmd import COMMANDS as UPDATE_COMMANDS
+from scripts.training import build_config, open_model, parse_as_of, train_model
+from scripts.update_cmd import delete_command, upsert_command
+from scripts.worker_cmd import worker_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,100 +44,21 @@ def cli() -> None:
     """related-stories: related articles and recommendations for news sites."""
 
 
-cli.add_command(import_group)
-cli.add_command(serve)
-cli.add_command(evaluate)
-cli.add_command(evaluate_foryou_cmd)
-cli.add_command(sign_user)
-for _command in [*PUBLISH_COMMANDS, *UPDATE_COMMANDS]:
+for _command in [
+    import_group,
+    serve,
+    evaluate,
+    evaluate_foryou_cmd,
+    sign_user,
+    publish_command,
+    rollback_command,
+    versions_command,
+    retrain_command,
+    upsert_command,
+    delete_command,
+    worker_command,
+]:
     cli.add_command(_command)
-
-
-def open_model(path: Path) -> LoadedModel:
-    """Load a model directory or fail with a clear message."""
-    try:
-        return load_model(path)
-    except (ArtifactError, ValueError, OSError) as exc:
-        raise CliError(str(exc)) from None
-
-
-def parse_as_of(value: str) -> datetime:
-    """``--as-of`` as an aware UTC datetime (a naive time means UTC), or a CliError."""
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise CliError(f"--as-of: {value[:40]!r} is not an ISO-8601 date/time") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def build_config(
-    config_file: Path | None, aliases: Path | None, **overrides: object
-) -> ModelConfig:
-    """The model config: defaults, then the config file, then command-line overrides."""
-    try:
-        config = ModelConfig.from_file(config_file) if config_file else ModelConfig()
-        changes = {key: value for key, value in overrides.items() if value is not None}
-        if aliases is not None:
-            changes["tag_aliases"] = load_aliases(aliases)
-        return config.replace(**changes) if changes else config
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-
-
-def input_as_of(article_files: tuple[Path, ...]) -> datetime | None:
-    """When the input was read, conservatively: the earliest modification time of its files.
-
-    Updates queued after this (minus the writer's margin) are replayed onto the new version.
-    """
-    try:
-        stamps = [path.stat().st_mtime for path in article_files]
-    except OSError:
-        return None  # read_articles reports the missing file
-    return datetime.fromtimestamp(min(stamps), UTC) if stamps else None
-
-
-def train_model(
-    article_files: tuple[Path, ...],
-    out: Path,
-    config: ModelConfig,
-    on_error: str,
-    *,
-    as_of: datetime | None = None,
-) -> tuple[LoadedModel, dict[str, object]]:
-    """Read, fit and save; return the saved model and a summary (shared with retrain).
-
-    ``as_of`` (default: :func:`input_as_of`) is stored as the manifest's ``source_as_of``.
-    """
-    started = time.perf_counter()
-    as_of = as_of or input_as_of(article_files)
-    try:
-        result = read_articles(article_files, on_error=on_error)  # type: ignore[arg-type]
-    except CorpusError as exc:
-        raise CliError(str(exc)) from None
-    for error in result.errors[:5]:
-        click.echo(f"skipped: {error}", err=True)
-    if result.skipped > 5:
-        click.echo(f"skipped: ... and {result.skipped - 5} more bad record(s)", err=True)
-    try:
-        model = RelatedModel(config=config).fit(result.articles, progress=progress_bar)
-        manifest = save_model(model, result.articles, out, source_as_of=as_of)
-    except (ValueError, OSError) as exc:
-        raise CliError(str(exc)) from None
-    counts = manifest["counts"]
-    summary: dict[str, object] = {
-        "version": manifest["version"],
-        "articles": counts["articles"],
-        "skipped": result.skipped,
-        "vocabulary": counts["vocabulary"],
-        "tags": counts["tags"],
-        "articles_with_tags": counts["articles_with_tags"],
-        "coverage": counts["coverage"],
-        "k": counts["k"],
-        "seconds": round(time.perf_counter() - started, 2),
-        "out": str(out),
-    }
-    # The fitted model is what was saved: no need to read it back (15 s at 200k articles).
-    return LoadedModel(model=model, manifest=manifest, articles=result.articles, path=out), summary
 
 
 @cli.command()
@@ -164,7 +89,7 @@ def train_model(
     help="When the input was exported (UTC if no offset) [earliest mtime of the files]:"
     " updates queued since then are replayed onto this model when it is published.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option("Print the summary as JSON.")
 def train(
     article_files: tuple[Path, ...],
     out: Path,
@@ -204,7 +129,7 @@ def train(
 @model_option
 @click.option("--k", type=click.IntRange(1, 1000), default=10, show_default=True)
 @click.option("--all", "all_ids", is_flag=True, help="Every article in the model.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON line per article.")
+@json_option("One JSON line per article.")
 def related(ids: tuple[str, ...], model_dir: Path, k: int, all_ids: bool, as_json: bool) -> None:
     """Print the neighbours of articles."""
     if not ids and not all_ids:
@@ -242,7 +167,7 @@ def related(ids: tuple[str, ...], model_dir: Path, k: int, all_ids: bool, as_jso
     "--pairs", type=click.Path(path_type=Path), help="TSV of id pairs; prints one line per pair."
 )
 @click.option("--explain", is_flag=True, help="Show shared tags and the top contributing terms.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def similarity(
     ids: tuple[str, ...], model_dir: Path, pairs: Path | None, explain: bool, as_json: bool
 ) -> None:

@@ -1,9 +1,11 @@
-"""What every ``recs`` command shares: the error type, exit codes and progress bars."""
+"""What every ``recs`` command shares: the error type, exit codes and progress bars.
+
+Their click options are in scripts/options.py, the Redis connection in scripts/connection.py.
+"""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import IO, Any
 
 import click
@@ -42,45 +44,3 @@ def progress_bar(description: str, total: int) -> tqdm:
         leave=False,
         dynamic_ncols=True,
     )
-
-
-# Options shared by every command that trains (train, retrain).
-config_file_option = click.option(
-    "--config", "config_file", type=click.Path(path_type=Path), help="JSON config file."
-)
-tag_aliases_option = click.option(
-    "--tag-aliases", type=click.Path(path_type=Path), help="Alias file: 'old -> new' lines."
-)
-
-
-def articles_option(help_text: str) -> Any:
-    """``--articles FILE`` (repeatable, required) with a command-specific help text."""
-    return click.option(
-        "--articles",
-        "article_files",
-        required=True,
-        multiple=True,
-        type=click.Path(path_type=Path),
-        help=help_text,
-    )
-
-
-def on_error_option(help_text: str) -> Any:
-    """``--on-error fail|skip`` with a command-specific help text."""
-    return click.option(
-        "--on-error",
-        type=click.Choice(["fail", "skip"]),
-        default="fail",
-        show_default=True,
-        help=help_text,
-    )
-
-
-model_option = click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    envvar="RECS_MODEL_DIR",
-    type=click.Path(path_type=Path),
-    help="Model directory written by 'recs train' (env RECS_MODEL_DIR).",
-)

@@ -15,7 +15,8 @@ from models.config import ModelConfig
 from models.evaluation import Protocol, compare_alphas, evaluate_model, has_topics
 from models.importers import Impression, read_mind_behaviors
 from models.records import Article, CorpusError, RecordError, read_articles
-from scripts.common import CliError, model_option
+from scripts.common import CliError
+from scripts.options import json_option, model_option
 
 # The alphas --compare refits besides the model's own: text-only, tags-only, shipped default.
 COMPARE_ALPHAS = (1.0, 0.0, ModelConfig().alpha)
@@ -203,7 +204,7 @@ def _baseline_row(row: dict[str, Any]) -> dict[str, Any]:
     "--alphas",
     help="Comma-separated alphas to refit and report instead of --compare's (e.g. 1,0.9,0.8).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
+@json_option("Print the results as one JSON object.")
 def evaluate(
     articles_file: Path | None,
     model_dir: Path,

@@ -20,7 +20,8 @@ from models.foryou_evaluation import (
 from models.importers import read_mind_behaviors
 from models.ranking import RankingConfig
 from models.records import CorpusError, RecordError
-from scripts.common import CliError, model_option
+from scripts.common import CliError
+from scripts.options import json_option, model_option
 
 
 def _table(rows: list[dict[str, Any]], metrics: tuple[str, ...]) -> list[str]:
@@ -198,7 +199,7 @@ def _weights(value: str | None, name: str = "--sweep") -> list[float] | None:
     default=None,
     help="Evaluate each section affinity (with each --sweep weight) and print one line each.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option("Print the report as JSON.")
 def evaluate_foryou_cmd(
     model_dir: Path,
     behaviors: Path,

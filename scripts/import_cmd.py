@@ -13,6 +13,7 @@ import click
 from models.importers import ImportStats, iter_mind, iter_reuters
 from models.records import Article, CorpusError, OnError, RecordError, write_articles_jsonl
 from scripts.common import CliError
+from scripts.options import on_error_option
 
 # How many skipped records a summary quotes; the rest are only counted.
 SHOWN_SKIPPED = 5
@@ -30,19 +31,15 @@ output_option = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Article file to write (.jsonl); replaced only when the import succeeds.",
 )
-on_error_option = click.option(
-    "--on-error",
-    type=click.Choice(["fail", "skip"]),
-    default="fail",
-    show_default=True,
-    help="On a malformed document: stop with an error, or skip it and report it.",
+on_malformed_option = on_error_option(
+    "On a malformed document: stop with an error, or skip it and report it."
 )
 
 
 @import_group.command("reuters")
 @click.argument("directory", type=click.Path(path_type=Path))
 @output_option
-@on_error_option
+@on_malformed_option
 @click.option("--with-body", is_flag=True, help="Keep only articles that have a body.")
 @click.option(
     "--with-topics", is_flag=True, help="Keep only articles with at least one TOPICS category."
@@ -90,7 +87,7 @@ def reuters_command(
 @import_group.command("mind")
 @click.argument("news_tsv", type=click.Path(path_type=Path))
 @output_option
-@on_error_option
+@on_malformed_option
 def mind_command(news_tsv: Path, output: Path, on_error: OnError) -> None:
     """Import a MIND news.tsv file (NEWS_TSV)."""
     started = time.perf_counter()

@@ -10,6 +10,7 @@ import click
 from flask import Flask
 
 from scripts.common import CliError
+from scripts.options import model_dir_option, redis_url_option
 
 
 def build_app(model_dir: Path | None, redis_url: str | None) -> Flask:
@@ -33,15 +34,8 @@ def build_app(model_dir: Path | None, redis_url: str | None) -> Flask:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(path_type=Path),
-    help="Serve this model directory without Redis (env RECS_MODEL_DIR).",
-)
-@click.option(
-    "--redis-url", help="Serve what 'recs publish' wrote to this Redis (env RECS_REDIS_URL)."
-)
+@model_dir_option("Serve this model directory without Redis (env RECS_MODEL_DIR).")
+@redis_url_option("Serve what 'recs publish' wrote to this Redis (env RECS_REDIS_URL).")
 @click.option("--debug", is_flag=True, help="Flask debug mode: reloader and tracebacks.")
 def serve(host: str, port: int, model_dir: Path | None, redis_url: str | None, debug: bool) -> None:
     """Run the HTTP API for development (use gunicorn in production)."""

@@ -11,7 +11,8 @@ import redis
 from click.testing import CliRunner, Result
 
 from scripts.cli import cli
-from scripts.publish_cmd import COMMANDS, check_new_model, prune_model_dirs, redact
+from scripts.connection import redact
+from scripts.retrain_cmd import check_new_model, prune_model_dirs
 from service.redis import keys, publish
 from service.redis.store import RedisStore
 from tests.conftest import SAMPLE_ARTICLES
@@ -22,9 +23,8 @@ SUBSET = 600
 
 def make_group() -> click.Group:
     group = click.Group("recs")
-    group.add_command(cli.commands["train"])
-    for command in COMMANDS:
-        group.add_command(command)
+    for name in ("train", "publish", "rollback", "versions", "retrain"):
+        group.add_command(cli.commands[name])
     return group
 
 

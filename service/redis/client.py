@@ -119,3 +119,21 @@ def connect(
     if breaker is not None:
         return GuardedRedis.from_url(url, breaker=breaker, **options)
     return redis.Redis.from_url(url, **options)
+
+
+def connect_checked(
+    url: str, *, timeout: float, connect_timeout: float | None = None, retries: int = 0
+) -> redis.Redis:
+    """:func:`connect`, then a ping (transient errors retried with backoff).
+
+    ValueError for a malformed URL; :class:`RedisUnavailable` when the server does not answer
+    (the batch jobs fail fast before doing any work).
+    """
+    client = connect(url, timeout=timeout, connect_timeout=connect_timeout, retries=retries)
+    try:
+        with unavailable_as_own_error():
+            with_retry(client.ping)
+    except RedisUnavailable:
+        client.close()
+        raise
+    return client
