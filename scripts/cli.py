@@ -246,3 +246,7 @@ def _read_pairs(path: Path, known: dict[str, int]) -> list[tuple[int, tuple[str,
 def main() -> None:
     """Entry point of the ``recs`` script."""
     cli(prog_name="recs")
+
+
+if __name__ == "__main__":  # python -m scripts.cli, where no recs script is installed
+    main()
