@@ -14,7 +14,7 @@ from scripts.cli import cli
 from scripts.publish_cmd import COMMANDS, check_new_model, prune_model_dirs, redact
 from service.redis import keys, publish
 from service.redis.store import RedisStore
-from tests.conftest import SAMPLE_ARTICLES
+from tests.paths import SAMPLE_ARTICLES
 
 # A subset keeps each training to a second or two; the 10% cut of it is the "broken export".
 SUBSET = 600
