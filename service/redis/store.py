@@ -254,6 +254,8 @@ class RedisStore(Store):
 
     def latest(self, version: str, section: str | None, limit: int) -> list[str]:
         """From the version's "latest" sorted sets (written at publish time)."""
+        if limit <= 0:
+            return []  # ZREVRANGE 0 -1 would be the whole set
         return latest_ids(self.client, version, section, limit)
 
     def ranking_source(self, info: VersionInfo) -> RedisSource:

@@ -156,8 +156,8 @@ class Store(ABC):
 
     @abstractmethod
     def latest(self, version: str, section: str | None, limit: int) -> list[str]:
-        """Ids of the newest articles (of one section, case-insensitive), newest first, undated
-        last; at most ``limit``."""
+        """Ids of the newest articles (of one section, case-insensitive), newest first (ties by
+        id, descending), undated last; at most ``limit`` (none for ``limit`` <= 0)."""
 
     @abstractmethod
     def ranking_source(self, info: VersionInfo) -> Source[ArticleMeta]:
