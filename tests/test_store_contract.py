@@ -303,6 +303,7 @@ class StoreContract:
         # A re-read moves to the front; the oldest falls off the end.
         assert store.reader_history(USER.identity, 10, T0 + 5, short) == [d, b, c]
         assert store.reader_history(USER.identity, 2, T0 + 5, short) == [d, b]
+        assert store.reader_history(USER.identity, 0, T0 + 5, short) == []
         assert store.reader_history("someone-else", 10, T0 + 5, short) == []
 
     def test_history_expires_after_the_retention(

@@ -277,6 +277,8 @@ class RedisStore(Store):
         self, user_id: str, limit: int, now: float, settings: HistorySettings
     ) -> list[str]:
         """The reader's capped list."""
+        if limit <= 0:
+            return []  # LRANGE 0 -1 would be the whole list
         return events.user_history(self.kinds["history"], user_id, limit)
 
     def erase_reader(self, user_id: str) -> None:

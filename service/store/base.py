@@ -182,7 +182,8 @@ class Store(ABC):
     def reader_history(
         self, user_id: str, limit: int, now: float, settings: HistorySettings
     ) -> list[str]:
-        """A signed reader's stored history, most recent first (empty when none or expired)."""
+        """A signed reader's stored history, most recent first, at most ``limit`` (empty when
+        none or expired)."""
 
     @abstractmethod
     def erase_reader(self, user_id: str) -> None:

@@ -107,7 +107,7 @@ class MemoryReaders:
         """A reader's history, most recent first (empty when none or expired)."""
         with self._lock:
             history = self._histories.get(user_id)
-            if history is None or history.expires <= now:
+            if history is None or history.expires <= now or limit <= 0:
                 return []
             return history.items[:limit]
 
