@@ -1,22 +1,26 @@
-"""Shared fixtures. Redis tests talk to a real redis-server started by pytest-redis."""
+"""Shared fixtures. Redis tests talk to a real redis-server started by pytest-redis.
+
+Helpers that test modules call directly (apps, the session model, the fixed clock) live in
+tests/service_fixtures.py and paths in tests/paths.py: test modules import those, never this
+file, and neither imports it.
+"""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import redis
+from flask import Flask
+from flask.testing import FlaskClient
 from pytest_redis import factories
 
-if TYPE_CHECKING:
-    from models.artifact import LoadedModel
-
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE_ARTICLES = REPO / "data" / "sample" / "reuters-sample.jsonl"
-TEST_DATA = REPO / "tests" / "data"
+from models.artifact import LoadedModel
+from service.redis.publish import publish
+from tests.service_fixtures import embedded_app, loaded_model, trained_model_dir
 
 # One server process per test session on a free port; each test gets it flushed (redisdb).
 redis_proc = factories.redis_proc(
@@ -39,27 +43,32 @@ def redis_client(redisdb: redis.Redis) -> redis.Redis:
 
 
 # The API tests' model: trained once per session on the test corpus (tests/service_fixtures.py).
-# Imported inside the fixtures: service_fixtures imports this module.
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session model's directory (a module defining its own ``model_dir`` overrides it)."""
-    from tests.service_fixtures import trained_model_dir
-
     return trained_model_dir(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
     """The session model, loaded."""
-    from tests.service_fixtures import loaded_model
-
     return loaded_model(tmp_path_factory)
 
 
 @pytest.fixture
 def published(redis_url: str, redis_client: redis.Redis, loaded: LoadedModel) -> str:
     """The session model published to the (empty) test Redis; returns the Redis URL."""
-    from service.redis.publish import publish
-
     publish(redis_client, loaded)
     return redis_url
+
+
+@pytest.fixture(scope="module")
+def app(model_dir: Path) -> Flask:
+    """The API serving ``model_dir`` in embedded mode with the fixed clock, one per module."""
+    return embedded_app(model_dir)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of ``app``."""
+    return app.test_client()

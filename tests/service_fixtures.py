@@ -16,7 +16,7 @@ from models.config import ModelConfig
 from models.model import RelatedModel
 from models.records import read_articles
 from service import create_app
-from tests.conftest import SAMPLE_ARTICLES
+from tests.paths import SAMPLE_ARTICLES
 
 # Articles of the sample used by the API tests: enough for real neighbour lists, quick to fit.
 N_ARTICLES = 400

@@ -29,7 +29,7 @@ from service.redis import keys, scripts
 from service.redis.client import call
 from service.redis.events import compute_trending, record_event
 from service.store.base import TRENDING_LIMIT, HistorySettings, Reader
-from tests.conftest import REPO
+from tests.paths import REPO
 from tests.service_fixtures import (
     ADMIN_TOKEN,
     NOW,

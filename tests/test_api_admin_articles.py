@@ -19,7 +19,7 @@ from models.records import read_articles
 from service.openapi import spec_bytes
 from service.redis import keys
 from service.redis.writer import Writer
-from tests.conftest import SAMPLE_ARTICLES
+from tests.paths import SAMPLE_ARTICLES
 from tests.service_fixtures import (
     N_ARTICLES,
     embedded_app,

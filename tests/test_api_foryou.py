@@ -26,11 +26,6 @@ from tests.service_fixtures import NOW, embedded_app, redis_app
 URL = "/v1/recommendations"
 
 
-@pytest.fixture(scope="module")
-def embedded(model_dir: Path) -> Flask:
-    return embedded_app(model_dir)
-
-
 SIGNING_KEY = "test-signing-key-0123456789abcdef"
 
 
@@ -84,15 +79,15 @@ def check_box(body: dict[str, Any], k: int, read: list[str] = ()) -> None:  # ty
     assert not set(got) & set(read)
 
 
-def both(embedded: Flask, remote: FlaskClient) -> list[FlaskClient]:
-    return [embedded.test_client(), remote]
+def both(app: Flask, remote: FlaskClient) -> list[FlaskClient]:
+    return [app.test_client(), remote]
 
 
 # ------------------------------------------------------------------------------- ranking
 def test_history_in_recommendations_out(
-    embedded: Flask, remote: FlaskClient, history: list[str], loaded: LoadedModel
+    app: Flask, remote: FlaskClient, history: list[str], loaded: LoadedModel
 ) -> None:
-    for client in both(embedded, remote):
+    for client in both(app, remote):
         query = {"history": ",".join([*history, "not-in-model"]), "k": 6}
         body = client.get(URL, query_string=query).get_json()
         check_box(body, 6, history)
@@ -109,20 +104,20 @@ def test_history_in_recommendations_out(
 
 
 def test_embedded_mode_runs_the_pure_ranking(
-    embedded: Flask, history: list[str], loaded: LoadedModel
+    app: Flask, history: list[str], loaded: LoadedModel
 ) -> None:
     store = LocalStore(loaded)
     expected = recommend(
         store_source(store, loaded.version), history, k=10, now=NOW, config=RankingConfig()
     )
-    body = embedded.test_client().get(URL, query_string={"history": history, "k": 10}).get_json()
+    body = app.test_client().get(URL, query_string={"history": history, "k": 10}).get_json()
     assert ids(body) == [item.meta.id for item in expected.items]
     assert [i["because"] for i in body["items"]] == [list(x.because) for x in expected.items]
 
 
-def test_redis_and_embedded_agree(embedded: Flask, remote: FlaskClient, history: list[str]) -> None:
+def test_redis_and_embedded_agree(app: Flask, remote: FlaskClient, history: list[str]) -> None:
     query = {"history": ",".join(history), "k": 10}
-    local = embedded.test_client().get(URL, query_string=query).get_json()
+    local = app.test_client().get(URL, query_string=query).get_json()
     stored = remote.get(URL, query_string=query).get_json()
     # Redis keeps scores to 1/65535: equal up to that rounding.
     assert ids(local) == ids(stored)
@@ -141,9 +136,9 @@ def test_post_and_get_give_the_same_answer(remote: FlaskClient, history: list[st
 
 
 def test_exclude_and_section(
-    embedded: Flask, remote: FlaskClient, history: list[str], loaded: LoadedModel
+    app: Flask, remote: FlaskClient, history: list[str], loaded: LoadedModel
 ) -> None:
-    for client in both(embedded, remote):
+    for client in both(app, remote):
         first = ids(client.post(URL, json={"history": history, "k": 6}).get_json())
         body = client.post(URL, json={"history": history, "k": 6, "exclude": first[:3]}).get_json()
         check_box(body, 6, history + first[:3])
@@ -152,20 +147,20 @@ def test_exclude_and_section(
         assert {item["section"] for item in body["items"]} == {"Deals"}
 
 
-def test_only_unknown_history_falls_back(embedded: Flask) -> None:
-    body = embedded.test_client().post(URL, json={"history": ["x1", "x2"], "k": 3}).get_json()
+def test_only_unknown_history_falls_back(app: Flask) -> None:
+    body = app.test_client().post(URL, json={"history": ["x1", "x2"], "k": 3}).get_json()
     check_box(body, 3)
     assert body["ignored"] == ["x1", "x2"]
     assert {item["source"] for item in body["items"]} == {"latest"}
 
 
 # ------------------------------------------------------------------------------- fallbacks
-def test_cold_start_is_latest(embedded: Flask, remote: FlaskClient, loaded: LoadedModel) -> None:
+def test_cold_start_is_latest(app: Flask, remote: FlaskClient, loaded: LoadedModel) -> None:
     def stamps(body: dict[str, Any]) -> list[str]:
         return [str(loaded.articles[loaded.model.index_[i]].published_at) for i in ids(body)]
 
     newest = max(str(a.published_at) for a in loaded.articles)
-    for client in both(embedded, remote):
+    for client in both(app, remote):
         body = client.get(URL, query_string={"k": 5}).get_json()
         check_box(body, 5)
         assert {item["source"] for item in body["items"]} == {"latest"}
@@ -225,10 +220,10 @@ def test_trending_window_and_decay(published: str, loaded: LoadedModel) -> None:
 
 
 def test_always_k_and_never_a_repeat(
-    embedded: Flask, remote: FlaskClient, history: list[str], loaded: LoadedModel
+    app: Flask, remote: FlaskClient, history: list[str], loaded: LoadedModel
 ) -> None:
     remote.post("/v1/events", json={"article_id": loaded.articles[7].id})
-    for client in both(embedded, remote):
+    for client in both(app, remote):
         for query in (
             {"history": history[:1], "k": 50},
             {"history": history, "k": 50, "section": "Markets"},
@@ -247,7 +242,7 @@ def test_always_k_and_never_a_repeat(
 
 
 def test_stored_history_is_used_for_a_user(
-    remote: FlaskClient, history: list[str], embedded: Flask
+    remote: FlaskClient, history: list[str], app: Flask
 ) -> None:
     token = reader_token("u-1")
     for article_id in reversed(history):  # the last event is the most recent read
@@ -260,14 +255,14 @@ def test_stored_history_is_used_for_a_user(
     other = remote.post(URL, json={"user_token": token, "history": [], "k": 6}).get_json()
     assert {item["source"] for item in other["items"]} <= {"trending", "latest"}
     # Embedded mode has no stored history: a signed reader alone gets the cold-start box.
-    keyed = embedded_app(Path(embedded.config["MODEL_DIR"]), USER_SIGNING_KEY=SIGNING_KEY)
+    keyed = embedded_app(Path(app.config["MODEL_DIR"]), USER_SIGNING_KEY=SIGNING_KEY)
     cold = keyed.test_client().post(URL, json={"user_token": token, "k": 3}).get_json()
     check_box(cold, 3)
 
 
-def test_long_history_is_truncated_not_refused(embedded: Flask, loaded: LoadedModel) -> None:
+def test_long_history_is_truncated_not_refused(app: Flask, loaded: LoadedModel) -> None:
     long = [a.id for a in loaded.articles[:120]]
-    response = embedded.test_client().post(URL, json={"history": long, "k": 6})
+    response = app.test_client().post(URL, json={"history": long, "k": 6})
     assert response.status_code == 200
     body = response.get_json()
     assert not set(ids(body)) & set(long[:50])
@@ -299,8 +294,8 @@ def test_nothing_published_is_503(redis_url: str) -> None:
         ([1, 2], "body", "must be a JSON object"),
     ],
 )
-def test_bad_post_bodies_are_400(embedded: Flask, body: Any, parameter: str, message: str) -> None:
-    response = embedded.test_client().post(URL, json=body)
+def test_bad_post_bodies_are_400(app: Flask, body: Any, parameter: str, message: str) -> None:
+    response = app.test_client().post(URL, json=body)
     assert response.status_code == 400
     error = response.get_json()
     assert error["parameter"] == parameter
@@ -319,14 +314,14 @@ def test_bad_post_bodies_are_400(embedded: Flask, body: Any, parameter: str, mes
         ({"user_token": "x.1.y"}, "user_token"),
     ],
 )
-def test_bad_queries_are_400(embedded: Flask, query: dict[str, str], parameter: str) -> None:
-    response = embedded.test_client().get(URL, query_string=query)
+def test_bad_queries_are_400(app: Flask, query: dict[str, str], parameter: str) -> None:
+    response = app.test_client().get(URL, query_string=query)
     assert response.status_code == 400
     assert response.get_json()["parameter"] == parameter
 
 
-def test_oversized_and_malformed_bodies(embedded: Flask) -> None:
-    client = embedded.test_client()
+def test_oversized_and_malformed_bodies(app: Flask) -> None:
+    client = app.test_client()
     big = json.dumps({"history": ["a" * 100] * 200})
     response = client.post(URL, data=big, content_type="application/json")
     assert response.status_code == 413
@@ -338,7 +333,7 @@ def test_oversized_and_malformed_bodies(embedded: Flask) -> None:
     # text/plain needs no CORS preflight, so any page could post it: refused.
     response = client.post(URL, data=json.dumps({"k": 2}), content_type="text/plain")
     assert response.status_code == 415
-    small = embedded_app(Path(embedded.config["MODEL_DIR"]), MAX_BODY_BYTES=300).test_client()
+    small = embedded_app(Path(app.config["MODEL_DIR"]), MAX_BODY_BYTES=300).test_client()
     assert small.post(URL, json={"history": ["a" * 100] * 5}).status_code == 413
 
 

@@ -25,6 +25,7 @@ RELATED = "/v1/articles/{}/related"
 
 @pytest.fixture
 def app(model_dir: Path) -> Flask:
+    """A fresh app per test (not conftest's one per module): the metric tests count from 0."""
     return embedded_app(model_dir)
 
 

@@ -31,16 +31,6 @@ URL = "/v1/articles/{}/related"
 
 
 @pytest.fixture(scope="module")
-def app(model_dir: Path) -> Flask:
-    return embedded_app(model_dir)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture(scope="module")
 def source_id(loaded: LoadedModel) -> str:
     """An 'Earnings' article whose neighbours mix sections and ages (so filters bite)."""
     for article in loaded.articles:

@@ -17,7 +17,7 @@ from models.artifact import ArtifactError, load_model, read_manifest, save_model
 from models.config import ModelConfig
 from models.model import RelatedModel
 from models.records import read_articles
-from tests.conftest import SAMPLE_ARTICLES
+from tests.paths import SAMPLE_ARTICLES
 
 
 @pytest.fixture(scope="module")

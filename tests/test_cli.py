@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from scripts.cli import cli
-from tests.conftest import SAMPLE_ARTICLES
+from tests.paths import SAMPLE_ARTICLES
 
 
 @pytest.fixture(scope="module")

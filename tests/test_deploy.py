@@ -25,7 +25,7 @@ from flask import Flask
 from scripts.common import CliError
 from scripts.serve_cmd import build_app, serve
 from service.store.local import LocalStore
-from tests.conftest import REPO, SAMPLE_ARTICLES
+from tests.paths import REPO, SAMPLE_ARTICLES
 from tests.service_fixtures import corpus_file, redis_app, trained_model_dir
 
 yaml = pytest.importorskip("yaml")

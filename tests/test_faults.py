@@ -35,7 +35,7 @@ from models.model import RelatedModel
 from models.records import read_articles
 from service.redis import keys, publish
 from service.redis.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpen, GuardedRedis
-from tests.conftest import REPO
+from tests.paths import REPO
 from tests.service_fixtures import corpus_file, loaded_model, redis_app
 
 REDIS_SERVER = "redis-server"

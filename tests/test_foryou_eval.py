@@ -243,7 +243,7 @@ def test_cli_reports_both_tables_and_sweeps(tmp_path: Path) -> None:
     from models.importers import iter_mind
     from models.model import RelatedModel
     from scripts.foryou_eval_cmd import evaluate_foryou_cmd
-    from tests.conftest import TEST_DATA
+    from tests.paths import TEST_DATA
 
     articles = list(iter_mind(TEST_DATA / "mind" / "news.tsv"))
     model = RelatedModel(config=ModelConfig(k=10)).fit(articles)

@@ -21,7 +21,7 @@ from models.ranking import (
     score_candidates,
     section_shares,
 )
-from tests.conftest import TEST_DATA
+from tests.paths import TEST_DATA
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 # Relevance only: no freshness, no diversity, so the expected order is the hand-computed sum

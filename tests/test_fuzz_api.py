@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from flask import Flask
 
 from models.artifact import LoadedModel
@@ -42,16 +41,11 @@ RELATED = "/v1/articles/{}/related"
 
 
 @pytest.fixture(params=["embedded", "redis"])
-def fuzz_app(request: pytest.FixtureRequest, model_dir: Path, loaded: LoadedModel) -> Flask:
+def fuzz_app(request: pytest.FixtureRequest, model_dir: Path) -> Flask:
     """The API in one of its two serving modes (Redis: the shared test server, published)."""
     if request.param == "embedded":
         return embedded_app(model_dir)
-    from service.redis import publish
-
-    url = request.getfixturevalue("redis_url")
-    client: redis.Redis = request.getfixturevalue("redis_client")
-    publish.publish(client, loaded)
-    return redis_app(url, ADMIN_TOKEN=ADMIN_TOKEN)
+    return redis_app(request.getfixturevalue("published"), ADMIN_TOKEN=ADMIN_TOKEN)
 
 
 # schemathesis' own pytest loaders (parametrize / from_fixture) do not run on pytest 9 yet,

@@ -12,7 +12,7 @@ from models.config import ModelConfig
 from models.incremental import IncrementalIndex, build_with_fitted
 from models.model import RelatedModel
 from models.records import Article, read_articles
-from tests.conftest import SAMPLE_ARTICLES
+from tests.paths import SAMPLE_ARTICLES
 from tests.test_model import random_articles
 
 N, M = 300, 40

@@ -15,7 +15,7 @@ from models.config import ModelConfig
 from models.incremental import IncrementalIndex, save_incremental, unknown_share
 from models.model import RelatedModel
 from models.records import Article, read_articles
-from tests.conftest import SAMPLE_ARTICLES
+from tests.paths import SAMPLE_ARTICLES
 
 N, M = 200, 30
 BUILT_AT = datetime(2024, 5, 1, 6, 0, tzinfo=UTC)

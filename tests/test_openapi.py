@@ -10,19 +10,14 @@ from flask import Flask
 
 from models.artifact import LoadedModel
 from service.openapi import spec_bytes
-from tests.conftest import REPO
-from tests.service_fixtures import embedded_app, redis_app, trained_model_dir
+from tests.paths import REPO
+from tests.service_fixtures import redis_app
 
 openapi_spec_validator = pytest.importorskip("openapi_spec_validator")
 jsonschema = pytest.importorskip("jsonschema")
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}  # added to every route by Flask
 IGNORED_ENDPOINTS = {"static"}  # Flask's static files, when service/static exists
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
-    return embedded_app(trained_model_dir(tmp_path_factory))
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from models.model import RelatedModel
 from models.records import read_articles
 from service.redis import keys, publish
 from service.redis.store import RedisStore
-from tests.conftest import REPO, SAMPLE_ARTICLES
+from tests.paths import REPO, SAMPLE_ARTICLES
 
 Expected = dict[str, tuple[list[str], list[float]]]
 

@@ -15,7 +15,7 @@ from scripts.connection import redact
 from scripts.retrain_cmd import check_new_model, prune_model_dirs
 from service.redis import keys, publish
 from service.redis.store import RedisStore
-from tests.conftest import SAMPLE_ARTICLES
+from tests.paths import SAMPLE_ARTICLES
 
 # A subset keeps each training to a second or two; the 10% cut of it is the "broken export".
 SUBSET = 600

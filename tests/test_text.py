@@ -10,7 +10,7 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from models.config import ModelConfig
 from models.records import read_articles
 from models.text import TextVectorizer
-from tests.conftest import SAMPLE_ARTICLES
+from tests.paths import SAMPLE_ARTICLES
 
 
 def joined_reference(

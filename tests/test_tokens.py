@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from scripts.cli import cli
 from service.tokens import TokenError, sign, verify
-from tests.conftest import REPO
+from tests.paths import REPO
 
 # The vector in docs/security.md, computed with openssl:
 #   printf '%s' 'reader-42.1893456000' | openssl dgst -sha256 -hmac "$KEY" -binary

@@ -29,7 +29,7 @@ from service.redis import queue as upd
 from service.redis.publish import publish, version_info
 from service.redis.store import RedisStore
 from service.redis.writer import Writer
-from tests.conftest import REPO, SAMPLE_ARTICLES
+from tests.paths import REPO, SAMPLE_ARTICLES
 from tests.test_updates import CONFIGS, N, build, client_for, edited, loader
 
 UNREACHABLE = "redis://127.0.0.1:1/0"

@@ -34,7 +34,7 @@ from service.redis.writer import (
     WriterLock,
     parse_entry,
 )
-from tests.conftest import SAMPLE_ARTICLES
+from tests.paths import SAMPLE_ARTICLES
 
 N, M = 120, 16
 CONFIGS = {

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import gzip
 import re
-from pathlib import Path
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from models.artifact import LoadedModel
@@ -15,22 +13,11 @@ from service import create_app
 from service.demo import CARD_REM, GAP_REM, HEADING_REM, paragraphs, reserved_heights
 from service.store.local import LocalStore
 from service.widget import load_widget
-from tests.conftest import REPO
-from tests.service_fixtures import embedded_app
+from tests.paths import REPO
 
 WIDGET = REPO / "service" / "static" / "widget.js"
 # The README states the gzipped size; this bound keeps the widget small as it evolves.
 MAX_GZIPPED = 8 * 1024
-
-
-@pytest.fixture(scope="module")
-def app(model_dir: Path) -> Flask:
-    return embedded_app(model_dir)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 # ------------------------------------------------------------------------------- widget.js

@@ -24,7 +24,7 @@ from models.config import ModelConfig
 from models.model import RelatedModel
 from models.records import read_articles
 from service import create_app
-from tests.conftest import REPO, SAMPLE_ARTICLES
+from tests.paths import REPO, SAMPLE_ARTICLES
 
 CHROMIUM = Path("/usr/bin/chromium")
 sync_api = pytest.importorskip(

@@ -254,6 +254,8 @@ class RedisStore(Store):
 
     def latest(self, version: str, section: str | None, limit: int) -> list[str]:
         """From the version's "latest" sorted sets (written at publish time)."""
+        if limit <= 0:
+            return []  # ZREVRANGE 0 -1 would be the whole set
         return latest_ids(self.client, version, section, limit)
 
     def ranking_source(self, info: VersionInfo) -> RedisSource:
@@ -275,6 +277,8 @@ class RedisStore(Store):
         self, user_id: str, limit: int, now: float, settings: HistorySettings
     ) -> list[str]:
         """The reader's capped list."""
+        if limit <= 0:
+            return []  # LRANGE 0 -1 would be the whole list
         return events.user_history(self.kinds["history"], user_id, limit)
 
     def erase_reader(self, user_id: str) -> None:

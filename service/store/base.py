@@ -164,8 +164,8 @@ class Store(ABC):
 
     @abstractmethod
     def latest(self, version: str, section: str | None, limit: int) -> list[str]:
-        """Ids of the newest articles (of one section, case-insensitive), newest first, undated
-        last; at most ``limit``."""
+        """Ids of the newest articles (of one section, case-insensitive), newest first (ties by
+        id, descending), undated last; at most ``limit`` (none for ``limit`` <= 0)."""
 
     @abstractmethod
     def ranking_source(self, info: VersionInfo) -> Source[ArticleMeta]:
@@ -190,7 +190,8 @@ class Store(ABC):
     def reader_history(
         self, user_id: str, limit: int, now: float, settings: HistorySettings
     ) -> list[str]:
-        """A signed reader's stored history, most recent first (empty when none or expired)."""
+        """A signed reader's stored history, most recent first, at most ``limit`` (empty when
+        none or expired)."""
 
     @abstractmethod
     def erase_reader(self, user_id: str) -> None:

@@ -97,17 +97,23 @@ class LocalStore(Store):
 
     def latest(self, version: str, section: str | None, limit: int) -> list[str]:
         """Ids of the newest articles (optionally of one section), newest first, undated last."""
-        if version != self._version.version:
+        if version != self._version.version or limit <= 0:
             return []
         wanted = section.casefold() if section else None
         if wanted not in self._latest:
             # Built once per section asked: same order as the Redis "latest" sorted sets.
+            # Blank sections get no sorted set in Redis: not listed by section here either.
             metas = [
-                m for m in self._meta.values() if wanted is None or m.section.casefold() == wanted
+                m
+                for m in self._meta.values()
+                if wanted is None or (m.section.strip() and m.section.casefold() == wanted)
             ]
             if not metas:
                 return []  # not cached: unknown sections asked by clients are unbounded
-            ranked = sorted(metas, key=lambda m: -published_timestamp(m.published_at))
+            # ZREVRANGE's order: time, then id, both descending.
+            ranked = sorted(
+                metas, key=lambda m: (published_timestamp(m.published_at), m.id), reverse=True
+            )
             self._latest[wanted] = [m.id for m in ranked]
         return self._latest[wanted][:limit]
 

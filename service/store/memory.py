@@ -36,7 +36,7 @@ class MemoryReaders:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._histories: dict[str, _History] = {}
-        self._seen: dict[tuple[str, str], dict[str, float]] = {}
+        self._seen: dict[tuple[str, str], dict[str, int]] = {}
         self._buckets: dict[int, dict[str, float]] = {}
 
     def record(
@@ -50,6 +50,9 @@ class MemoryReaders:
         """As the Redis event script: check, history, count once per reader and window."""
         if not known(article_id):
             return UNKNOWN_ARTICLE
+        # Whole seconds in the trending window, as the script gets them: a reader is counted
+        # again at the same moment in both stores.
+        second = int(now)
         with self._lock:
             if reader is not None and reader.kind == "u":
                 self._remember(reader.identity, article_id, now, settings)
@@ -58,11 +61,11 @@ class MemoryReaders:
             window = settings.window_hours * 3600
             seen = self._seen.setdefault((reader.kind, reader.identity), {})
             for article, first in list(seen.items()):
-                if first < now - window:
+                if first < second - window:
                     del seen[article]
             if article_id in seen or len(seen) >= settings.seen_max:
                 return NOT_COUNTED
-            seen[article_id] = now
+            seen[article_id] = second
             self._count(int(now // 3600), article_id, reader.weight(settings), settings)
             self._forget_old(now, settings)
             return COUNTED
@@ -94,8 +97,8 @@ class MemoryReaders:
         oldest = int(now // 3600) - settings.window_hours
         for hour in [h for h in self._buckets if h < oldest]:
             del self._buckets[hour]
-        window = settings.window_hours * 3600
-        for key in [k for k, seen in self._seen.items() if max(seen.values()) < now - window]:
+        oldest_seen = int(now) - settings.window_hours * 3600
+        for key in [k for k, seen in self._seen.items() if max(seen.values()) < oldest_seen]:
             del self._seen[key]
         for user in [u for u, h in self._histories.items() if h.expires <= now]:
             del self._histories[user]
@@ -104,7 +107,7 @@ class MemoryReaders:
         """A reader's history, most recent first (empty when none or expired)."""
         with self._lock:
             history = self._histories.get(user_id)
-            if history is None or history.expires <= now:
+            if history is None or history.expires <= now or limit <= 0:
                 return []
             return history.items[:limit]
 
