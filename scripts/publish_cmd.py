@@ -34,6 +34,8 @@ from scripts.common import (
     tag_aliases_option,
 )
 from service.redis import publish as pub
+from service.redis import versions
+from service.redis.client import with_retry
 
 # Publishing sends big pipelines: allow more than the API's 0.5 s per reply.
 PUBLISH_SOCKET_TIMEOUT = 10.0
@@ -77,7 +79,7 @@ def connect(url: str) -> redis.Redis:
     except ValueError as exc:
         raise CliError(f"invalid --redis-url {redact(url)!r}: {exc}", EXIT_BAD_INPUT) from None
     try:
-        pub.with_retry(client.ping)
+        with_retry(client.ping)
     except redis.RedisError as exc:
         raise CliError(
             f"cannot reach Redis at {redact(url)}: {_one_line(exc)}", EXIT_UNAVAILABLE
@@ -105,7 +107,7 @@ def redis_errors(action: str, client: redis.Redis) -> Iterator[None]:
 
 def _live_note(client: redis.Redis) -> str:
     try:
-        live = pub.current_version(client)
+        live = versions.current_version(client)
     except redis.RedisError:
         return "the live version was not changed"
     return f"live version {live} untouched" if live else "nothing was published"
@@ -198,7 +200,7 @@ def versions_command(redis_url: str, as_json: bool, retrain_drift: float) -> Non
     """
     client = connect(redis_url)
     with redis_errors("versions", client):
-        rows = pub.list_versions(client, drift_threshold=retrain_drift)
+        rows = versions.list_versions(client, drift_threshold=retrain_drift)
     if as_json:
         for row in rows:
             click.echo(json.dumps(row.__dict__))
@@ -340,7 +342,7 @@ def retrain_command(
     try:
         client = connect(redis_url)
         with redis_errors("reading the live version", client):
-            live = pub.live_info(client)
+            live = versions.live_info(client)
     except CliError as exc:
         message = f"retrain FAILED: {exc.format_message()}; nothing trained"
         raise Summary(message, exc.exit_code) from None
@@ -372,7 +374,7 @@ def retrain_command(
     try:
         with redis_errors("publish", client):
             result = pub.publish(client, loaded, keep=keep)
-            listed = {row.version for row in pub.list_versions(client)}
+            listed = {row.version for row in versions.list_versions(client)}
     except CliError as exc:
         raise Summary(
             f"retrain FAILED: {exc.format_message()}; new model kept unpublished at {final}",

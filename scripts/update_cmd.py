@@ -38,8 +38,9 @@ from scripts.common import (
 from scripts.publish_cmd import connect, redact
 from service.redis import keys
 from service.redis import queue as upd
-from service.redis.publish import with_retry
-from service.redis.writer import DEFAULT_REPLAY_MARGIN_S, Writer, WriterError
+from service.redis.apply import WriterError
+from service.redis.client import with_retry
+from service.redis.writer import DEFAULT_REPLAY_MARGIN_S, Writer
 
 log = logging.getLogger("recs.worker")
 

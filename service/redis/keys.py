@@ -194,9 +194,15 @@ def quantize_scores(scores: np.ndarray) -> np.ndarray:
 
 def encode_neighbours(rows: np.ndarray, scores: np.ndarray) -> bytes:
     """Pack one neighbour list: all int32 rows, then all uint16 quantised scores."""
+    return pack_neighbours(rows, quantize_scores(np.asarray(scores)))
+
+
+def pack_neighbours(rows: np.ndarray, quantised: np.ndarray) -> bytes:
+    """Pack one neighbour list whose scores are quantised already (a publish quantises a
+    whole model's scores in one call instead of one per row)."""
     return (
         np.asarray(rows, dtype=ROW_DTYPE).tobytes()
-        + np.asarray(quantize_scores(np.asarray(scores)), dtype=SCORE_DTYPE).tobytes()
+        + np.asarray(quantised, dtype=SCORE_DTYPE).tobytes()
     )
 
 
