@@ -19,6 +19,8 @@ Global keys::
                                      writer (``recs worker``) applies them (service/redis/queue.py)
     rs:lock:updates         string   token of the one update writer (expires unless refreshed)
     rs:ack:ENTRY            list     the writer's JSON result for stream entry ENTRY (expires)
+    rs:rl...                         Flask-Limiter's rate-limit counters, in its own layout
+                                     under :data:`RATE_LIMIT_PREFIX` (service/ratelimit.py)
 
 Per version ``V`` (all under the prefix ``rs:v:V:``, so a version is deleted by SCAN MATCH)::
 
@@ -145,6 +147,9 @@ def ack_key(entry_id: str) -> str:
         raise ValueError(f"invalid stream entry id {entry_id[:40]!r}")
     return f"{ACK_ROOT}{entry_id}"
 
+
+# Flask-Limiter's key prefix: it builds its counter keys itself.
+RATE_LIMIT_PREFIX = f"{PREFIX}:rl"
 
 USER_ROOT = f"{PREFIX}:u:"
 TRENDING_ROOT = f"{PREFIX}:trend:"
