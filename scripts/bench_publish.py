@@ -19,7 +19,7 @@ from pathlib import Path
 import redis
 
 from models.artifact import load_model
-from service.redis import publish
+from service.redis import publish, versions
 
 
 def free_port() -> int:
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 times.append(result.seconds)
                 after = int(client.info("memory")["used_memory"])
                 per_article.append((after - before) / n)
-            version = publish.current_version(client)
+            version = versions.current_version(client)
             server = client.info("server")["redis_version"]
         finally:
             process.terminate()

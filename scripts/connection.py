@@ -12,6 +12,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from scripts.common import EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_UNAVAILABLE, CliError
 from service.redis import publish as pub
+from service.redis import versions
+from service.redis.apply import WriterError
 from service.redis.client import (
     ANY_ERROR,
     Client,
@@ -20,7 +22,6 @@ from service.redis.client import (
     connect_checked,
     unavailable_as_own_error,
 )
-from service.redis.writer import WriterError
 
 # Publishing sends big pipelines: allow more than the API's 0.5 s per reply.
 SOCKET_TIMEOUT = 10.0
@@ -65,7 +66,7 @@ def publish_errors(action: str, client: Client) -> Iterator[None]:
 
 def _live_note(client: Client) -> str:
     try:
-        live = call(lambda: pub.current_version(client), ANY_ERROR)
+        live = call(lambda: versions.current_version(client), ANY_ERROR)
     except RedisUnavailable:
         return "the live version was not changed"
     return f"live version {live} untouched" if live else "nothing was published"

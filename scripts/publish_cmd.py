@@ -17,6 +17,7 @@ from scripts.connection import connect, publish_errors
 from scripts.options import json_option, keep_option, model_option, published_redis_option
 from scripts.training import open_model
 from service.redis import publish as pub
+from service.redis import versions
 
 
 def publish_after_train(
@@ -104,7 +105,7 @@ def versions_command(redis_url: str, as_json: bool, retrain_drift: float) -> Non
     """
     client = connect(redis_url)
     with publish_errors("versions", client):
-        rows = pub.list_versions(client, drift_threshold=retrain_drift)
+        rows = versions.list_versions(client, drift_threshold=retrain_drift)
     if as_json:
         for row in rows:
             click.echo(json.dumps(row.__dict__))

@@ -24,6 +24,7 @@ from scripts.options import (
 )
 from scripts.training import build_config, train_model
 from service.redis import publish as pub
+from service.redis import versions
 
 
 def check_new_model(
@@ -133,7 +134,7 @@ def retrain_command(
     try:
         client = connect(redis_url)
         with publish_errors("reading the live version", client):
-            live = pub.live_info(client)
+            live = versions.live_info(client)
     except CliError as exc:
         message = f"retrain FAILED: {exc.format_message()}; nothing trained"
         raise Summary(message, exc.exit_code) from None
@@ -165,7 +166,7 @@ def retrain_command(
     try:
         with publish_errors("publish", client):
             result = pub.publish(client, loaded, keep=keep)
-            listed = {row.version for row in pub.list_versions(client)}
+            listed = {row.version for row in versions.list_versions(client)}
     except CliError as exc:
         raise Summary(
             f"retrain FAILED: {exc.format_message()}; new model kept unpublished at {final}",

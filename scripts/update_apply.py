@@ -19,10 +19,11 @@ from models.incremental import IncrementalIndex, save_incremental
 from models.records import Article, RecordError
 from scripts.common import EXIT_REFUSED, EXIT_UNAVAILABLE, CliError
 from scripts.connection import connect, writer_errors
-from service.redis import publish as pub
 from service.redis import queue as upd
+from service.redis import versions
+from service.redis.apply import WriterError
 from service.redis.client import Client
-from service.redis.writer import Writer, WriterError
+from service.redis.writer import Writer
 
 Update = tuple[str, str, Article | None]  # (op, id, article)
 
@@ -125,7 +126,7 @@ def _apply_via(
     started: float,
 ) -> Outcome:
     with writer_errors(url):
-        version = pub.current_version(client)
+        version = versions.current_version(client)
         if version is None:
             raise CliError("nothing is published: publish a model first", EXIT_REFUSED)
         if not upd.writer_active(client):

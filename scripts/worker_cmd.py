@@ -21,7 +21,8 @@ from scripts.options import (
     replay_margin_option,
 )
 from scripts.update_apply import model_loader
-from service.redis.writer import Writer, WriterError
+from service.redis.apply import WriterError
+from service.redis.writer import Writer
 
 log = logging.getLogger("recs.worker")
 

@@ -29,6 +29,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.client_address import client_key
 from service.errors import error_response
+from service.redis.keys import RATE_LIMIT_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def init_app(app: Flask) -> None:
         storage_uri=str(redis_url) if redis_url else "memory://",
         storage_options=storage_options,
         strategy="sliding-window-counter",
-        key_prefix="rs:rl",
+        key_prefix=RATE_LIMIT_PREFIX,
         # Its headers would also stamp its own Retry-After on our 503s; the 429 gets one below.
         headers_enabled=False,
         # A Redis outage must not turn every limited route into a 500: counts fall back to

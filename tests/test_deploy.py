@@ -131,7 +131,7 @@ def test_updater_command_applies_a_queued_update(
     """The compose trainer, then the updater's exact arguments (with --once) on the test Redis."""
     from scripts.cli import cli
     from service.redis import queue as updates
-    from service.redis.publish import live_info
+    from service.redis.versions import live_info
 
     train = command(services["trainer"])[1:]
     train[train.index("--articles") + 1] = str(corpus_file(tmp_path_factory))

@@ -33,7 +33,7 @@ from models.artifact import LoadedModel, load_model, save_model
 from models.config import ModelConfig
 from models.model import RelatedModel
 from models.records import read_articles
-from service.redis import keys, publish
+from service.redis import keys, publish, upload, versions
 from service.redis.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpen, GuardedRedis
 from tests.paths import REPO
 from tests.service_fixtures import corpus_file, loaded_model, redis_app
@@ -436,8 +436,8 @@ class FreezingProxy:
 def payload_bytes(loaded: LoadedModel, batch: int) -> int:
     """Bytes of neighbour and metadata values a publish of ``loaded`` sends (about)."""
     total = 0
-    for _, nb, meta in publish._batches(loaded, batch):
-        total += sum(len(blob) for blob in nb) + sum(len(blob) for blob in meta)
+    for _, nb, articles in upload.batches(loaded, batch):
+        total += sum(len(blob) for blob in nb) + sum(len(a.meta) for a in articles)
     return total
 
 
@@ -503,14 +503,14 @@ def test_publisher_killed_half_way(
     assert 0 < len(written) < total_rows
     assert client.zscore(keys.PUBLISHING, model_b.version) is not None
     assert client.zscore(keys.VERSIONS, model_b.version) is None
-    assert publish.current_version(client) == model_a.version
+    assert versions.current_version(client) == model_a.version
     assert serve_all(app, model_a) == before
 
     # The dead publisher's lock refuses the next publish until it expires (the CLI exits 3;
     # asked in-process here, a third interpreter start costs seconds on a loaded CI box)...
     with pytest.raises(publish.PublishError, match="lock held"):
         publish.publish(client, model_b)
-    assert publish.current_version(client) == model_a.version
+    assert versions.current_version(client) == model_a.version
     client.delete(keys.PUBLISH_LOCK)  # ... which we do not wait publish.LOCK_TTL_MS for
 
     done = subprocess.run(
@@ -524,7 +524,7 @@ def test_publisher_killed_half_way(
     assert done.returncode == 0, done.stderr
     assert f"cleaned partial {model_b.version}" in done.stdout
     assert client.zcard(keys.PUBLISHING) == 0
-    assert publish.current_version(client) == model_b.version
+    assert versions.current_version(client) == model_b.version
     after = serve_all(app, model_b)
     for article, body in after.items():
         assert body["model_version"] == model_b.version
@@ -702,6 +702,6 @@ def test_publish_losing_redis_half_way_exits_4_and_keeps_the_live_version(
     # Retried with backoff, then gave up: exit 4, one line, nothing live changed.
     assert publisher.returncode == 4, stderr
     assert "publish failed" in stderr and "Traceback" not in stderr
-    assert publish.current_version(client) == model_a.version
+    assert versions.current_version(client) == model_a.version
     assert client.zscore(keys.VERSIONS, model_b.version) is None
     assert serve_all(app, model_a) == before

@@ -20,6 +20,7 @@ def test_global_keys_are_pinned() -> None:
     assert keys.VERSION_ROOT == "rs:v:"
     assert keys.INFO_SUFFIX == ":info"
     assert keys.LAYOUT == 1
+    assert keys.RATE_LIMIT_PREFIX == "rs:rl"
 
 
 def test_version_keys_are_pinned() -> None:

@@ -21,7 +21,8 @@ from models.artifact import LoadedModel, load_model, save_model
 from models.config import ModelConfig
 from models.model import RelatedModel
 from models.records import read_articles
-from service.redis import keys, publish
+from service.redis import keys, publish, retention, versions
+from service.redis.client import with_retry
 from service.redis.store import RedisStore
 from tests.paths import REPO, SAMPLE_ARTICLES
 
@@ -114,7 +115,7 @@ def test_metadata_round_trips(redis_client: redis.Redis, models: dict) -> None:
 def test_version_info_is_stored(redis_client: redis.Redis, models: dict) -> None:
     loaded = models["a"]
     publish.publish(redis_client, loaded)
-    info = publish.live_info(redis_client)
+    info = versions.live_info(redis_client)
     assert info is not None
     counts = loaded.manifest["counts"]
     assert info["version"] == loaded.version
@@ -217,7 +218,7 @@ def test_rollback_restores_the_previous_version(redis_client: redis.Redis, model
     first = a.model.ids_[0]
     got = store.neighbours(a.version, first)
     assert got is not None and [n.id for n in got] == [i for i, _ in a.model.neighbours(first)]
-    rows = publish.list_versions(redis_client)
+    rows = versions.list_versions(redis_client)
     assert [(r.version, r.current) for r in rows] == [(b.version, False), (a.version, True)]
     with pytest.raises(publish.PublishError, match="no earlier version"):
         publish.rollback(redis_client)
@@ -248,7 +249,7 @@ def test_failed_publish_keeps_the_live_version_and_leaves_no_keys(
 
     with pytest.raises(Boom):
         publish.publish(redis_client, b, batch=100, on_batch=explode)
-    assert publish.current_version(redis_client) == a.version
+    assert versions.current_version(redis_client) == a.version
     assert version_keys(redis_client, b.version) == []
     assert redis_client.zcard(keys.PUBLISHING) == 0
     assert redis_client.exists(keys.PUBLISH_LOCK) == 0
@@ -257,7 +258,7 @@ def test_failed_publish_keeps_the_live_version_and_leaves_no_keys(
     assert store.neighbours(a.version, a.model.ids_[0]) is not None
     # And the next publish of b works.
     publish.publish(redis_client, b)
-    assert publish.current_version(redis_client) == b.version
+    assert versions.current_version(redis_client) == b.version
 
 
 KILL_SCRIPT = """
@@ -292,7 +293,7 @@ def test_killed_publish_is_swept_by_the_next_publish(
     # Half of b is in Redis, marked in progress; a still serves.
     assert len(version_keys(redis_client, b.version)) >= 600
     assert redis_client.zscore(keys.PUBLISHING, b.version) is not None
-    assert publish.current_version(redis_client) == a.version
+    assert versions.current_version(redis_client) == a.version
     assert RedisStore(redis_client).neighbours(a.version, a.model.ids_[0]) is not None
     # The dead publisher's lock blocks others until it expires...
     with pytest.raises(publish.PublishError, match="lock held"):
@@ -303,7 +304,7 @@ def test_killed_publish_is_swept_by_the_next_publish(
     assert result.cleaned == [b.version]
     assert version_keys(redis_client, b.version) == []
     assert redis_client.zcard(keys.PUBLISHING) == 0
-    assert [r.version for r in publish.list_versions(redis_client)] == [c.version, a.version]
+    assert [r.version for r in versions.list_versions(redis_client)] == [c.version, a.version]
 
 
 def test_keep_n_prunes_old_versions(redis_client: redis.Redis, models: dict) -> None:
@@ -313,14 +314,14 @@ def test_keep_n_prunes_old_versions(redis_client: redis.Redis, models: dict) -> 
     result = publish.publish(redis_client, c, keep=2)
     assert result.pruned == [a.version]
     assert version_keys(redis_client, a.version) == []
-    assert [r.version for r in publish.list_versions(redis_client)] == [c.version, b.version]
+    assert [r.version for r in versions.list_versions(redis_client)] == [c.version, b.version]
     # keep=1 still keeps the version before the live one (the rollback target).
     result = publish.publish(redis_client, a, keep=1)
     assert result.pruned == [b.version]
-    assert [r.version for r in publish.list_versions(redis_client)] == [a.version, c.version]
+    assert [r.version for r in versions.list_versions(redis_client)] == [a.version, c.version]
     assert publish.rollback(redis_client) == (a.version, c.version)
     # After a rollback, the live version and its own previous version are both protected.
-    assert publish.prune(redis_client, keep=1) == []
+    assert retention.prune(redis_client, keep=1) == []
     found = redis_client.keys("rs:v:*:info")
     remaining = {k.decode() if isinstance(k, bytes) else k for k in found}
     assert remaining == {keys.info_key(a.version), keys.info_key(c.version)}
@@ -333,7 +334,7 @@ def test_a_held_lock_refuses_a_second_publisher(redis_client: redis.Redis, model
         publish.publish(redis_client, models["b"])
     with pytest.raises(publish.PublishError, match="another publish"):
         publish.rollback(redis_client)
-    assert publish.current_version(redis_client) == models["a"].version
+    assert versions.current_version(redis_client) == models["a"].version
     assert redis_client.get(keys.PUBLISH_LOCK) == b"someone-else"
 
 
@@ -381,7 +382,7 @@ def test_redis_dying_mid_publish_leaves_the_live_version(
         server.wait(timeout=10)
         server = start_server(executable, port, tmp_path, appendonly=True)
         # The live version is untouched; b's partial keys are marked for the next sweep.
-        assert publish.current_version(client) == a.version
+        assert versions.current_version(client) == a.version
         assert client.zscore(keys.PUBLISHING, b.version) is not None
         got = RedisStore(client).neighbours(a.version, a.model.ids_[0])
         assert got is not None and [n.id for n in got] == expected_lists(a)[a.model.ids_[0]][0]
@@ -403,17 +404,17 @@ def test_with_retry_gives_up_after_the_last_attempt() -> None:
             raise redis.ConnectionError("reset")
         return "ok"
 
-    assert publish.with_retry(flaky) == "ok" and len(calls) == 3
+    assert with_retry(flaky) == "ok" and len(calls) == 3
 
     def dead() -> None:
         raise redis.TimeoutError("timed out")
 
     with pytest.raises(redis.TimeoutError):
-        publish.with_retry(dead, retries=1)
+        with_retry(dead, retries=1)
 
 
 def test_nothing_published(redis_client: redis.Redis) -> None:
-    assert publish.current_version(redis_client) is None
-    assert publish.live_info(redis_client) is None
-    assert publish.list_versions(redis_client) == []
+    assert versions.current_version(redis_client) is None
+    assert versions.live_info(redis_client) is None
+    assert versions.list_versions(redis_client) == []
     assert RedisStore(redis_client).current_version() is None

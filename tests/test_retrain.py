@@ -15,6 +15,7 @@ from scripts.connection import redact
 from scripts.retrain_cmd import check_new_model, prune_model_dirs
 from service.redis import keys, publish
 from service.redis.store import RedisStore
+from service.redis.versions import current_version, list_versions
 from tests.paths import SAMPLE_ARTICLES
 
 # A subset keeps each training to a second or two; the 10% cut of it is the "broken export".
@@ -75,7 +76,7 @@ def test_retrain_publishes_and_refuses_broken_exports(
     line = one_line(first)
     assert line.startswith("retrain OK: published ")
     assert f"({SUBSET:,} articles, coverage " in line and "was none) in " in line
-    live = publish.current_version(redis_client)
+    live = current_version(redis_client)
     assert live is not None and model_dirs(root) == [live]
     assert f"published {live} " in line
 
@@ -84,20 +85,20 @@ def test_retrain_publishes_and_refuses_broken_exports(
     line = one_line(cut)
     assert line.startswith("retrain REFUSED: corpus shrank 90.0% (60 vs 600 live; limit 20%);")
     assert f"live version {live} untouched" in line
-    assert publish.current_version(redis_client) == live
+    assert current_version(redis_client) == live
     store = RedisStore(redis_client)
     neighbours = store.neighbours(live, "reuters-1")
     assert neighbours is not None and len(neighbours) > 0
     # The refused model is kept for a look, unpublished.
     assert len(model_dirs(root)) == 2
-    assert [r.version for r in publish.list_versions(redis_client)] == [live]
+    assert [r.version for r in list_versions(redis_client)] == [live]
 
     empty = retrain(exports["empty"], root, redis_url)
     assert empty.exit_code == 3
     line = one_line(empty)
     assert line.startswith("retrain REFUSED: cannot train on the export: no valid articles in")
     assert line.endswith(f"live version {live} untouched")
-    assert publish.current_version(redis_client) == live
+    assert current_version(redis_client) == live
     assert not [p for p in root.iterdir() if p.name.startswith(".retrain-")]
 
     forced = retrain(exports["cut"], root, redis_url, "--force")
@@ -105,9 +106,9 @@ def test_retrain_publishes_and_refuses_broken_exports(
     line = one_line(forced)
     assert line.startswith("retrain OK: published ") and "was 600" in line
     assert "(forced: corpus shrank 90.0%" in line
-    new = publish.current_version(redis_client)
+    new = current_version(redis_client)
     assert new != live
-    assert [r.version for r in publish.list_versions(redis_client)] == [new, live]
+    assert [r.version for r in list_versions(redis_client)] == [new, live]
     assert publish.rollback(redis_client) == (new, live)
 
 
@@ -117,13 +118,13 @@ def test_retrain_refuses_a_coverage_drop(
 ) -> None:
     root = tmp_path / "models"
     assert retrain(exports["full"], root, redis_url).exit_code == 0
-    live = publish.current_version(redis_client)
+    live = current_version(redis_client)
     strict = tmp_path / "strict.json"
     strict.write_text(json.dumps({"min_score": 0.3, "rerank": False}))
     result = retrain(exports["full"], root, redis_url, "--config", str(strict))
     assert result.exit_code == 3, result.output
     assert one_line(result).startswith("retrain REFUSED: coverage fell ")
-    assert publish.current_version(redis_client) == live
+    assert current_version(redis_client) == live
 
 
 @pytest.mark.slow
@@ -135,9 +136,9 @@ def test_retrain_prunes_old_model_directories(
     for k in ("10", "11", "12"):
         result = retrain(exports["full"], root, redis_url, "--k", k, "--keep", "2")
         assert result.exit_code == 0, result.output
-        versions.append(str(publish.current_version(redis_client)))
+        versions.append(str(current_version(redis_client)))
     assert model_dirs(root) == sorted(versions[1:])
-    assert [r.version for r in publish.list_versions(redis_client)] == versions[:0:-1]
+    assert [r.version for r in list_versions(redis_client)] == versions[:0:-1]
 
 
 def test_retrain_with_unreachable_redis_trains_nothing(
@@ -158,7 +159,7 @@ def test_retrain_that_cannot_publish_leaves_the_live_version(
 ) -> None:
     root = tmp_path / "models"
     assert retrain(exports["full"], root, redis_url).exit_code == 0
-    live = publish.current_version(redis_client)
+    live = current_version(redis_client)
     keys_before = redis_client.dbsize()
     redis_client.set(keys.PUBLISH_LOCK, "a-stuck-publisher")
     result = retrain(exports["full"], root, redis_url, "--k", "7")
@@ -166,7 +167,7 @@ def test_retrain_that_cannot_publish_leaves_the_live_version(
     line = one_line(result)
     assert line.startswith("retrain FAILED: publish refused: another publish or rollback")
     assert "new model kept unpublished at " in line
-    assert publish.current_version(redis_client) == live
+    assert current_version(redis_client) == live
     assert redis_client.dbsize() == keys_before + 1  # the lock key, nothing else
     assert redis_client.zcard(keys.PUBLISHING) == 0
 
@@ -200,10 +201,10 @@ def test_publish_versions_rollback_commands(
     assert one_line(run("versions", "--redis-url", redis_url)) == "no published versions"
     first = run("publish", "--model", str(trained[0]), "--redis-url", redis_url)
     assert first.exit_code == 0, first.output
-    v1 = publish.current_version(redis_client)
+    v1 = current_version(redis_client)
     assert one_line(first).startswith(f"published {v1}: 600 articles in ")
     second = run("publish", "--model", str(trained[1]), "--redis-url", redis_url)
-    v2 = str(publish.current_version(redis_client))
+    v2 = str(current_version(redis_client))
     assert second.exit_code == 0 and f"previous {v1}" in one_line(second)
 
     listing = run("versions", "--redis-url", redis_url)
@@ -226,7 +227,7 @@ def test_publish_versions_rollback_commands(
         one_line(again) == f"error: rollback refused: no earlier version than {v1} to roll back to"
     )
     forward = run("rollback", "--redis-url", redis_url, "--to", v2)
-    assert forward.exit_code == 0 and publish.current_version(redis_client) == v2
+    assert forward.exit_code == 0 and current_version(redis_client) == v2
     bad = run("rollback", "--redis-url", redis_url, "--to", "a:b")
     assert bad.exit_code == 2 and "invalid version id" in one_line(bad)
 
@@ -237,7 +238,7 @@ def test_redis_url_comes_from_the_environment(
     env = {"RECS_REDIS_URL": redis_url}
     result = CliRunner().invoke(make_group(), ["publish", "--model", str(trained[0])], env=env)
     assert result.exit_code == 0, result.output
-    assert publish.current_version(redis_client) is not None
+    assert current_version(redis_client) is not None
     listing = CliRunner().invoke(make_group(), ["versions"], env=env)
     assert listing.exit_code == 0 and listing.output.splitlines()[1].startswith("* ")
 
@@ -257,7 +258,7 @@ def test_publish_with_a_held_lock_is_refused(
     result = run("publish", "--model", str(trained[0]), "--redis-url", redis_url)
     assert result.exit_code == 3
     assert one_line(result).startswith("error: publish refused: another publish or rollback")
-    assert publish.current_version(redis_client) is None
+    assert current_version(redis_client) is None
 
 
 def test_publish_after_train_prints_one_line(
@@ -271,7 +272,7 @@ def test_publish_after_train_prints_one_line(
     result = CliRunner().invoke(command)
     assert result.exit_code == 0, result.output
     assert one_line(result).startswith(f"published {loaded.version}: 600 articles")
-    assert publish.current_version(redis_client) == loaded.version
+    assert current_version(redis_client) == loaded.version
 
 
 def test_check_new_model() -> None:

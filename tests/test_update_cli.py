@@ -26,8 +26,9 @@ from models.records import Article, read_articles, write_articles_jsonl
 from scripts.cli import cli
 from service.redis import keys
 from service.redis import queue as upd
-from service.redis.publish import publish, version_info
+from service.redis.publish import publish
 from service.redis.store import RedisStore
+from service.redis.versions import version_info
 from service.redis.writer import Writer
 from tests.paths import REPO, SAMPLE_ARTICLES
 from tests.test_updates import CONFIGS, N, build, client_for, edited, loader

@@ -24,16 +24,13 @@ from models.ranking import published_timestamp
 from models.records import Article, read_articles
 from service.redis import keys
 from service.redis import queue as upd
-from service.redis.publish import article_tag_keys, publish, tag_keys, version_info
+from service.redis.apply import WriterError
+from service.redis.encode import article_tag_keys, tag_keys
+from service.redis.entries import parse_entry
+from service.redis.publish import publish
 from service.redis.store import RedisStore
-from service.redis.writer import (
-    LOCK_TTL_MS,
-    MAX_IDLE_WAIT_S,
-    Writer,
-    WriterError,
-    WriterLock,
-    parse_entry,
-)
+from service.redis.versions import version_info
+from service.redis.writer import LOCK_TTL_MS, MAX_IDLE_WAIT_S, Writer, WriterLock
 from tests.paths import SAMPLE_ARTICLES
 
 N, M = 120, 16

@@ -1,4 +1,4 @@
-"""``recs versions`` and ``publish.list_versions`` report incremental updates and their drift."""
+"""``recs versions`` and ``list_versions`` report incremental updates and their drift."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 from models.artifact import LoadedModel
 from scripts.publish_cmd import versions_command
 from service.redis import keys, publish
+from service.redis.versions import list_versions
 
 
 def versions(url: str, *args: str, env: dict[str, str] | None = None) -> Result:
@@ -38,13 +39,13 @@ def simulate_writer(client: redis.Redis, version: str, upserts: int, deletes: in
 
 def test_list_versions_carries_the_drift(redis_client: redis.Redis, loaded: LoadedModel) -> None:
     publish.publish(redis_client, loaded)
-    (row,) = publish.list_versions(redis_client)
+    (row,) = list_versions(redis_client)
     assert (row.upserts, row.deletes, row.drift, row.retrain_due) == (0, 0, 0.0, False)
     simulate_writer(redis_client, loaded.version, 50, 10)
-    (row,) = publish.list_versions(redis_client)
+    (row,) = list_versions(redis_client)
     assert (row.upserts, row.deletes, row.articles) == (50, 10, 440)
     assert row.drift == pytest.approx(0.15) and row.retrain_due
-    (row,) = publish.list_versions(redis_client, drift_threshold=0.2)
+    (row,) = list_versions(redis_client, drift_threshold=0.2)
     assert not row.retrain_due
 
 

@@ -10,8 +10,8 @@ API recovers by itself when Redis comes back, at most ``cooldown`` seconds later
 The breaker sits in the client (:class:`GuardedRedis`), not in a store wrapper, so every Redis
 read of a request is covered: the related store's scripts, and the "for you" history and
 trending reads, which use the store's client directly. :class:`CircuitOpen` is a
-``redis.ConnectionError``, so all existing ``except (ConnectionError, TimeoutError)`` handlers
-already turn it into ``StoreUnavailable``.
+``redis.ConnectionError``, so every handler of :data:`service.redis.client.TRANSIENT` already
+turns it into ``StoreUnavailable``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 import redis
 from redis.client import Pipeline
 
+from service.redis.client import TRANSIENT, CircuitOpen
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -37,13 +39,6 @@ DEFAULT_COOLDOWN = 1.0
 # A probe that never reports back (its worker was killed mid-call) must not keep the circuit
 # half-open forever: after this long another caller may probe.
 DEFAULT_PROBE_TIMEOUT = 5.0
-# Errors that say the server is unreachable or too slow. Any other outcome, including a Redis
-# error reply, means it answered.
-FAILURES = (redis.ConnectionError, redis.TimeoutError)
-
-
-class CircuitOpen(redis.ConnectionError):
-    """Redis was failing moments ago; the call was not attempted."""
 
 
 class CircuitBreaker:
@@ -99,7 +94,8 @@ class CircuitBreaker:
             self._admit()
         try:
             result = action()
-        except FAILURES:
+        except TRANSIENT:
+            # Only an unreachable or slow server is a failure (TRANSIENT, the package's policy).
             self.record_failure()
             raise
         except Exception:

@@ -12,14 +12,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from service.redis.breaker import CircuitBreaker, CircuitOpen, GuardedRedis
 from service.store.base import StoreUnavailable
+
+if TYPE_CHECKING:
+    from service.redis.breaker import CircuitBreaker
 
 T = TypeVar("T")
 
@@ -32,6 +34,10 @@ RETRY_BASE_DELAY = 0.1
 
 Client = redis.Redis
 Pipeline = redis.client.Pipeline
+
+
+class CircuitOpen(redis.ConnectionError):
+    """Redis was failing moments ago; the call was not attempted (service/redis/breaker.py)."""
 
 
 class RedisUnavailable(StoreUnavailable):
@@ -117,6 +123,8 @@ def connect(
         "decode_responses": False,
     }
     if breaker is not None:
+        from service.redis.breaker import GuardedRedis  # it imports TRANSIENT from here
+
         return GuardedRedis.from_url(url, breaker=breaker, **options)
     return redis.Redis.from_url(url, **options)
 

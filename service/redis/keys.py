@@ -19,6 +19,8 @@ Global keys::
                                      writer (``recs worker``) applies them (service/redis/queue.py)
     rs:lock:updates         string   token of the one update writer (expires unless refreshed)
     rs:ack:ENTRY            list     the writer's JSON result for stream entry ENTRY (expires)
+    rs:rl...                         Flask-Limiter's rate-limit counters, in its own layout
+                                     under :data:`RATE_LIMIT_PREFIX` (service/ratelimit.py)
 
 Per version ``V`` (all under the prefix ``rs:v:V:``, so a version is deleted by SCAN MATCH)::
 
@@ -146,6 +148,9 @@ def ack_key(entry_id: str) -> str:
     return f"{ACK_ROOT}{entry_id}"
 
 
+# Flask-Limiter's key prefix: it builds its counter keys itself.
+RATE_LIMIT_PREFIX = f"{PREFIX}:rl"
+
 USER_ROOT = f"{PREFIX}:u:"
 TRENDING_ROOT = f"{PREFIX}:trend:"
 SEEN_ROOT = f"{PREFIX}:seen:"
@@ -194,9 +199,15 @@ def quantize_scores(scores: np.ndarray) -> np.ndarray:
 
 def encode_neighbours(rows: np.ndarray, scores: np.ndarray) -> bytes:
     """Pack one neighbour list: all int32 rows, then all uint16 quantised scores."""
+    return pack_neighbours(rows, quantize_scores(np.asarray(scores)))
+
+
+def pack_neighbours(rows: np.ndarray, quantised: np.ndarray) -> bytes:
+    """Pack one neighbour list whose scores are quantised already (a publish quantises a
+    whole model's scores in one call instead of one per row)."""
     return (
         np.asarray(rows, dtype=ROW_DTYPE).tobytes()
-        + np.asarray(quantize_scores(np.asarray(scores)), dtype=SCORE_DTYPE).tobytes()
+        + np.asarray(quantised, dtype=SCORE_DTYPE).tobytes()
     )
 
 

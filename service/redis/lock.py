@@ -17,7 +17,7 @@ import threading
 import redis
 
 from service.redis import scripts
-from service.redis.client import TRANSIENT, text, with_retry
+from service.redis.client import ANY_ERROR, TRANSIENT, text, with_retry
 
 
 class TokenLock:
@@ -85,5 +85,5 @@ class TokenLock:
         self.stop_refreshing()
         try:
             self._release(keys=[self.key], args=[self.token])
-        except redis.RedisError:
+        except ANY_ERROR:
             pass  # the lock expires by itself

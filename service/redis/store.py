@@ -17,7 +17,7 @@ import redis
 from service.redis import events, keys, queue, scripts
 from service.redis.breaker import CircuitBreaker
 from service.redis.budgets import DEFAULT_TIMEOUTS, KindClients
-from service.redis.client import ANY_ERROR, call, connect, text
+from service.redis.client import ANY_ERROR, TRANSIENT, call, connect, text
 from service.redis.codec import decode_meta, meta_id
 from service.redis.events import TrendingCache
 from service.redis.meta_cache import MetaCache
@@ -323,7 +323,7 @@ class RedisStore(Store):
         """Whether Redis answers."""
         try:
             return bool(self.client.ping())
-        except (redis.ConnectionError, redis.TimeoutError):
+        except TRANSIENT:
             return False
 
     def close(self) -> None:

@@ -5,35 +5,28 @@
 version, each in a single MULTI/EXEC with its ack. It keeps the fitted model and an
 :class:`models.incremental.IncrementalIndex` in memory, so it is kept out of the API's
 imports: the API only enqueues (see :mod:`service.redis.queue` for the queue and the reconcile
-rule).
+rule). This module is the loop: the lock, following the live version, replaying the stream; one
+entry's apply step is :mod:`service.redis.apply`, the stream's entries :mod:`service.redis.entries`.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import redis
 
-from models import jsonsafe
 from models.artifact import LoadedModel, source_as_of
 from models.incremental import IncrementalIndex
-from models.ranking import published_timestamp
-from models.records import Article, RecordError, article_from_mapping, validate_id
 from service.redis import keys
-from service.redis.client import RETRIES, RETRY_BASE_DELAY, TRANSIENT, text, with_retry
-from service.redis.keys import utc_now
+from service.redis.apply import LockLost, VersionChanged, VersionState, WriterError, apply_entry
+from service.redis.client import TRANSIENT, text, with_retry
+from service.redis.entries import before, entry_key, iso_ms, parse_entry
 from service.redis.lock import TokenLock
-from service.redis.publish import article_tag_keys
-from service.redis.queue import ACK_TTL_S
+from service.redis.versions import version_info
 
 log = logging.getLogger(__name__)
 
@@ -49,70 +42,6 @@ BLOCK_MS = 500
 MAX_IDLE_WAIT_S = 5.0
 # Stream entries fetched per read.
 READ_COUNT = 100
-OPS = ("upsert", "delete")
-
-
-class WriterError(RuntimeError):
-    """The writer cannot go on: no model for the live version, or it lost its lock."""
-
-
-class _LockLost(WriterError):
-    """The lock stopped being ours mid-update (the run loop takes it again if it is free)."""
-
-
-class _VersionChanged(Exception):
-    """The live version moved while an update was being written (the write was discarded)."""
-
-
-def _entry_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _before(ms: int) -> str:
-    """The stream id just before ``ms``-0 (XREAD returns entries after the id it is given)."""
-    return f"{ms - 1}-{2**64 - 1}" if ms > 0 else "0-0"
-
-
-def _iso_ms(stamp: str) -> int:
-    parsed = datetime.fromisoformat(stamp)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One decoded stream entry; ``error`` is set when it cannot be applied (a bad record)."""
-
-    id: str
-    op: str
-    article_id: str
-    article: Article | None = None
-    error: str | None = None
-
-
-def parse_entry(entry_id: str, fields: Mapping[Any, Any]) -> Entry:
-    """Decode and validate a stream entry with the same rules as an article file."""
-    values = {text(k): text(v) for k, v in fields.items()}
-    op, article_id = values.get("op", ""), values.get("id", "")
-    if op not in OPS:
-        return Entry(entry_id, op, article_id, error=f"field 'op': must be one of {OPS}")
-    try:
-        validate_id(article_id, source=f"{keys.UPDATES} {entry_id}")
-        if op == "delete":
-            return Entry(entry_id, op, article_id)
-        try:
-            data = jsonsafe.loads(values.get("article", ""))
-        except jsonsafe.JSONInputError as exc:
-            return Entry(entry_id, op, article_id, error=f"field 'article': {exc.reason}")
-        article = article_from_mapping(data, source=f"{keys.UPDATES} {entry_id}")
-    except RecordError as exc:
-        where = f"field '{exc.field}': " if exc.field else ""
-        return Entry(entry_id, op, article_id, error=f"{where}{exc.reason}")
-    if article.id != article_id:
-        return Entry(entry_id, op, article_id, error="field 'id': differs from the entry's id")
-    return Entry(entry_id, op, article_id, article)
 
 
 class WriterLock(TokenLock):
@@ -147,34 +76,7 @@ class WriterLock(TokenLock):
         return self.acquire()
 
 
-@dataclass
-class _State:
-    """The writer's view of one version: its index and the Redis rows of its articles."""
-
-    version: str
-    loaded: LoadedModel
-    index: IncrementalIndex
-    rows: dict[str, int]
-    articles: dict[str, Article]
-    next_row: int
-    applied: str
-    start_ms: int
-    base_articles: int
-    checked: bool = False
-    counts: dict[str, int] = field(default_factory=lambda: {"replayed": 0, "written": 0})
-
-
 ResultHook = Callable[[dict[str, Any]], None]
-# One queued Redis command of an update's transaction.
-Command = Callable[[Any], Any]
-
-
-@dataclass
-class _Change:
-    """The commands of one update and how many neighbour lists they rewrite."""
-
-    commands: list[Command] = field(default_factory=list)
-    lists: int = 0
 
 
 class Writer:
@@ -201,7 +103,7 @@ class Writer:
         self.block_ms = block_ms
         self.lock = lock or WriterLock(client)
         self.on_result = on_result
-        self._state: _State | None = None
+        self._state: VersionState | None = None
         # Last entry read from the stream (XREAD continues after it).
         self._position = "0-0"
         # Last entry acknowledged: a replay onto a new version re-applies without re-acking.
@@ -214,7 +116,7 @@ class Writer:
     # ------------------------------------------------------------------------------ the lock
     def __enter__(self) -> Writer:
         if not self.lock.acquire():
-            holder = text(self.client.get(keys.UPDATE_LOCK) or b"?")
+            holder = self.lock.holder() or "?"
             raise WriterError(f"another update writer holds {keys.UPDATE_LOCK} ({holder})")
         return self
 
@@ -255,7 +157,7 @@ class Writer:
         self._state = state
         # Entries from as_of - margin: those up to ``applied`` are in Redis already (replayed
         # into the index only), the later ones are written.
-        self._position = _before(state.start_ms)
+        self._position = before(state.start_ms)
         self._catch_up()
         if self._state is state:
             log.info(
@@ -266,10 +168,9 @@ class Writer:
                 time.perf_counter() - started,
             )
 
-    def _load(self, version: str) -> _State:
-        raw = with_retry(lambda: self.client.hgetall(keys.info_key(version)))
-        info = {text(k): text(v) for k, v in raw.items()}
-        if not info:
+    def _load(self, version: str) -> VersionState:
+        info = version_info(self.client, version)
+        if info is None:
             raise WriterError(f"live version {version} has no info hash in Redis")
         try:
             loaded = self.load_model(version)
@@ -283,7 +184,7 @@ class Writer:
             )
         as_of = info.get("as_of") or source_as_of(loaded.manifest)
         index_raw = with_retry(lambda: self.client.hgetall(keys.index_key(version)))
-        return _State(
+        return VersionState(
             version=version,
             loaded=loaded,
             index=IncrementalIndex.from_model(loaded.model),
@@ -291,7 +192,7 @@ class Writer:
             articles={a.id: a for a in loaded.articles},
             next_row=int(info.get("next_row", len(loaded.articles))),
             applied=info.get("applied", "0-0"),
-            start_ms=max(0, _iso_ms(as_of) - int(self.replay_margin_s * 1000)) if as_of else 0,
+            start_ms=max(0, iso_ms(as_of) - int(self.replay_margin_s * 1000)) if as_of else 0,
             base_articles=int(info.get("base_articles", len(loaded.articles))),
         )
 
@@ -311,7 +212,7 @@ class Writer:
         if state is not None and self._state is state:
             self._check(state)
 
-    def _check(self, state: _State) -> None:
+    def _check(self, state: VersionState) -> None:
         """After the replay without writes, the index must hold exactly Redis's articles."""
         if state.checked:
             return
@@ -356,7 +257,7 @@ class Writer:
                     self._regain_lock()
                 if self._step(once, stop):
                     return
-            except _LockLost:
+            except LockLost:
                 continue  # the next turn takes the lock again, or says who holds it
             except TRANSIENT as exc:
                 if once:
@@ -373,7 +274,7 @@ class Writer:
         """
         self._state = None
         if not self.lock.regain():
-            holder = text(with_retry(lambda: self.client.get(keys.UPDATE_LOCK)) or b"?")
+            holder = self.lock.holder() or "?"
             raise WriterError(f"lost the update writer lock {keys.UPDATE_LOCK} to {holder}")
         log.warning(
             "the update writer lock %s had vanished (Redis flushed or restarted empty?);"
@@ -419,12 +320,19 @@ class Writer:
             if state is None:
                 break
             entry = parse_entry(text(raw_id), fields)
-            write = _entry_key(entry.id) > _entry_key(state.applied)
+            write = entry_key(entry.id) > entry_key(state.applied)
             if write:
                 self._check(state)
             try:
-                result = self._apply(state, entry, write=write)
-            except _VersionChanged:
+                result = apply_entry(
+                    self.client,
+                    self.lock,
+                    state,
+                    entry,
+                    write=write,
+                    ack=entry_key(entry.id) > entry_key(self._acked),
+                )
+            except VersionChanged:
                 # The index is ahead of Redis now: drop it; the next sync reloads and replays.
                 self._state = None
                 break
@@ -436,176 +344,10 @@ class Writer:
             done += 1
             if write:
                 state.counts["written"] += 1
-                if _entry_key(entry.id) > _entry_key(self._acked):
+                if entry_key(entry.id) > entry_key(self._acked):
                     self._acked = entry.id
                 if self.on_result is not None:
                     self.on_result(result)
             else:
                 state.counts["replayed"] += 1
         return done
-
-    def _apply(self, state: _State, entry: Entry, *, write: bool) -> dict[str, Any]:
-        result: dict[str, Any] = {
-            "entry": entry.id,
-            "op": entry.op,
-            "id": entry.article_id,
-            "status": "applied",
-            "changed": 0,
-            "error": entry.error,
-            "version": state.version,
-        }
-        change = _Change()
-        if entry.error is None and entry.op == "upsert":
-            assert entry.article is not None
-            change = self._upsert(state, entry.article, write=write)
-        elif entry.error is None and entry.op == "delete":
-            if entry.article_id in state.index:
-                change = self._delete(state, entry.article_id, write=write)
-            else:
-                result["error"] = "unknown article id"
-        if result["error"] is not None:
-            result["status"] = "rejected"
-        result["changed"] = change.lists
-        if write:
-            self._commit(state, entry, result, change.commands)
-            state.applied = entry.id
-        return result
-
-    def _upsert(self, state: _State, article: Article, *, write: bool) -> _Change:
-        """Apply an upsert to the index; with ``write``, return the commands to store it.
-
-        Without ``write`` (a replay of what Redis already holds) only the index moves: the
-        Redis rows are the final ones then, and may lack articles a later entry deleted.
-        """
-        old = state.articles.get(article.id)
-        if old == article:
-            return _Change()  # an identical upsert (a replay) changes nothing
-        changed = state.index.upsert(article)
-        state.articles[article.id] = article
-        if not write:
-            return _Change()
-        version = state.version
-        commands: list[Command] = []
-        row = state.rows.get(article.id)
-        if row is None:
-            row = state.next_row
-            state.next_row += 1
-            state.rows[article.id] = row
-            commands.append(lambda p: p.hset(keys.index_key(version), article.id, row))
-        lists = self._list_commands(state, changed)
-        commands.extend(lists)
-        meta = keys.encode_meta(
-            article.id,
-            article.title,
-            article.url,
-            article.section,
-            article.published_at,
-            article.image_url,
-            article.tags,
-            article_tag_keys(state.loaded.model, article),
-        )
-        commands.append(lambda p: p.set(keys.meta_key(version, row), meta))
-        stamp = published_timestamp(article.published_at)
-        commands.append(lambda p: p.zadd(keys.latest_key(version), {article.id: stamp}))
-        old_section = old.section.casefold() if old is not None else ""
-        section = article.section.casefold() if article.section.strip() else ""
-        if old_section.strip() and old_section != section:
-            old_key = keys.latest_section_key(version, old_section)
-            commands.append(lambda p: p.zrem(old_key, article.id))
-        if section:
-            section_key = keys.latest_section_key(version, section)
-            commands.append(lambda p: p.zadd(section_key, {article.id: stamp}))
-        info_key = keys.info_key(version)
-        commands.append(lambda p: p.hincrby(info_key, "upserts", 1))
-        return _Change(commands, len(lists))
-
-    def _delete(self, state: _State, article_id: str, *, write: bool) -> _Change:
-        """Apply a delete to the index; with ``write``, return the commands to store it."""
-        changed = state.index.delete(article_id)
-        old = state.articles.pop(article_id)
-        if not write:
-            return _Change()
-        row = state.rows.pop(article_id)
-        version = state.version
-        info_key = keys.info_key(version)
-        commands: list[Command] = [
-            lambda p: p.hdel(keys.index_key(version), article_id),
-            lambda p: p.delete(keys.neighbours_key(version, row), keys.meta_key(version, row)),
-            lambda p: p.zrem(keys.latest_key(version), article_id),
-        ]
-        if old.section.strip():
-            section_key = keys.latest_section_key(version, old.section)
-            commands.append(lambda p: p.zrem(section_key, article_id))
-        lists = self._list_commands(state, changed)
-        commands.extend(lists)
-        commands.append(lambda p: p.hincrby(info_key, "deletes", 1))
-        return _Change(commands, len(lists))
-
-    def _list_commands(self, state: _State, changed: set[str]) -> list[Command]:
-        """SET of each changed list, encoded with Redis rows (an edit keeps its Redis row)."""
-        out: list[Command] = []
-        for article_id in sorted(changed):
-            pairs = state.index.neighbours(article_id)
-            rows = np.array([state.rows[n] for n, _ in pairs], dtype=keys.ROW_DTYPE)
-            scores = np.array([s for _, s in pairs], dtype=np.float32)
-            blob = keys.encode_neighbours(rows, scores)
-            key = keys.neighbours_key(state.version, state.rows[article_id])
-            out.append(functools.partial(_set, key=key, blob=blob))
-        return out
-
-    def _commit(
-        self,
-        state: _State,
-        entry: Entry,
-        result: dict[str, Any],
-        commands: list[Command],
-    ) -> None:
-        """Write one entry's changes, its info fields and its ack in one MULTI/EXEC.
-
-        WATCH on ``rs:current`` aborts the write if a publish or rollback flips the live
-        version meanwhile, so a retired (maybe being deleted) version never gets keys back.
-        """
-        info_key = keys.info_key(state.version)
-        info: dict[Any, Any] = {"applied": entry.id}
-        if commands:
-            info.update(
-                articles=len(state.index),
-                next_row=state.next_row,
-                updated_at=utc_now(),
-            )
-        ack = _entry_key(entry.id) > _entry_key(self._acked)
-        ack_blob = json.dumps(result, separators=(",", ":"))
-        for attempt in range(RETRIES + 1):
-            if self.lock.lost.is_set():
-                raise _LockLost(f"lost the update writer lock {keys.UPDATE_LOCK}")
-            try:
-                with self.client.pipeline(transaction=True) as pipe:
-                    pipe.watch(keys.CURRENT)
-                    if text(pipe.get(keys.CURRENT) or b"") != state.version:
-                        raise _VersionChanged
-                    pipe.multi()
-                    for command in commands:
-                        command(pipe)
-                    if commands:
-                        pipe.hincrby(info_key, "seq", 1)
-                        pipe.hsetnx(info_key, "base_articles", state.base_articles)
-                    pipe.hset(info_key, mapping=info)
-                    if ack:
-                        pipe.lpush(keys.ack_key(entry.id), ack_blob)
-                        pipe.expire(keys.ack_key(entry.id), ACK_TTL_S)
-                    pipe.execute()
-                return
-            except redis.WatchError:
-                raise _VersionChanged from None
-            except TRANSIENT:
-                if attempt == RETRIES:
-                    raise
-                time.sleep(RETRY_BASE_DELAY * 2**attempt)
-                # The EXEC may have run before its reply was lost: then do not count it twice.
-                done = with_retry(lambda: self.client.hget(info_key, "applied"))
-                if done is not None and text(done) == entry.id:
-                    return
-
-
-def _set(pipe: Any, *, key: str, blob: bytes) -> Any:
-    return pipe.set(key, blob)
