@@ -42,16 +42,10 @@ import numpy as np
 
 from models.artifact import LoadedModel
 from models.importers.mind import Impression
-from models.ranking import (
-    ModelSource,
-    RankingConfig,
-    Source,
-    fill,
-    recommend,
-    score_candidates,
-    section_shares,
-    unique,
-)
+from models.ranking.candidates import section_shares
+from models.ranking.config import RankingConfig
+from models.ranking.recommend import fill, recommend, score_candidates, unique
+from models.ranking.source import ModelSource, Source
 from models.records import Article
 
 DEPTH = 100  # list length for MRR (a click below it counts 0)

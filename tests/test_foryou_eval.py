@@ -20,7 +20,8 @@ from models.foryou_evaluation import (
     trending_at,
 )
 from models.importers import Impression
-from models.ranking import ModelSource, RankingConfig
+from models.ranking.config import RankingConfig
+from models.ranking.source import ModelSource
 
 NOW = datetime(2019, 11, 12, 14, 0, tzinfo=UTC)
 L3, L5 = math.log2(3), math.log2(5)

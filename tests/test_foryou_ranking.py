@@ -9,18 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from models.ranking import (
-    ModelSource,
-    RankingConfig,
-    diversify,
-    fill,
-    freshness_factors,
-    neighbour_similarity,
-    recency_weight,
-    recommend,
-    score_candidates,
-    section_shares,
-)
+from models.ranking.candidates import recency_weight, section_shares
+from models.ranking.config import RankingConfig
+from models.ranking.diversity import diversify, neighbour_similarity
+from models.ranking.freshness import freshness_factors
+from models.ranking.recommend import fill, recommend, score_candidates
+from models.ranking.source import ModelSource
 from tests.conftest import TEST_DATA
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

@@ -20,8 +20,7 @@ from models.artifact import LoadedModel, load_model, save_model
 from models.config import ModelConfig
 from models.incremental import build_with_fitted
 from models.model import RelatedModel
-from models.ranking import published_timestamp
-from models.records import Article, read_articles
+from models.records import Article, published_timestamp, read_articles
 from service.redis import keys
 from service.redis import queue as upd
 from service.redis.publish import article_tag_keys, publish, tag_keys, version_info
