@@ -18,7 +18,7 @@ import redis
 
 from models.artifact import LoadedModel, load_model, save_model
 from models.config import ModelConfig
-from models.incremental import build_with_fitted
+from models.incremental.fitted import build_with_fitted
 from models.model import RelatedModel
 from models.records import Article, published_timestamp, read_articles
 from service.redis import keys
