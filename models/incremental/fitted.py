@@ -14,20 +14,10 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer
 
-from models.model import RelatedModel, rerank
+from models.model import RelatedModel, pool_min_score, pool_size
 from models.records import Article
+from models.rerank import rerank
 from models.topk import top_k
-
-
-def pool_size(model: RelatedModel) -> int:
-    """Candidates kept per article: the re-ranking pool when re-ranking is active, else ``k``."""
-    cfg = model.cfg
-    return max(cfg.k, cfg.rerank_pool) if model.rerank_active_ else cfg.k
-
-
-def pool_min_score(model: RelatedModel) -> float:
-    """Score floor of the candidate pool (re-ranking applies ``min_score`` to the final score)."""
-    return 0.0 if model.rerank_active_ else model.cfg.min_score
 
 
 def vectorize_articles(model: RelatedModel, articles: Sequence[Article]) -> sp.csr_matrix:

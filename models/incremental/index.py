@@ -11,11 +11,12 @@ from sklearn.preprocessing import normalize
 
 from models.artifact import LoadedModel
 from models.incremental.export import live_model
-from models.incremental.fitted import pool_min_score, pool_size, vectorize_articles
+from models.incremental.fitted import vectorize_articles
 from models.incremental.matrix import MERGE_MIN_ROWS, BlendedRows, grown
 from models.incremental.pools import CandidatePools
-from models.model import RelatedModel, rerank
+from models.model import RelatedModel, pool_min_score, pool_size
 from models.records import Article
+from models.rerank import rerank
 
 
 class IncrementalIndex:
