@@ -17,7 +17,7 @@ def recency_weight(position: int, half_life: float) -> float:
 
 
 class Candidates:
-    """Relevance of one history's candidates (step 1 of :func:`recommend`).
+    """Relevance of one history's candidates (step 1 of ranking: :mod:`~models.ranking.recommend`).
 
     Ordered best first by score = relevance + popularity prior, ties in first-seen order (most
     recent history item first, popular-only candidates last), read keys removed, at most
