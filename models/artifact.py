@@ -33,7 +33,13 @@ import scipy.sparse as sp
 from models import jsonsafe
 from models.config import ModelConfig
 from models.model import RelatedModel, tag_vectorizer, text_vectorizer
-from models.records import Article, RecordError, article_from_mapping, write_articles_jsonl
+from models.records import (
+    Article,
+    RecordError,
+    article_from_mapping,
+    format_utc,
+    write_articles_jsonl,
+)
 
 FORMAT = "related-stories-model"
 FORMAT_VERSION = 1
@@ -41,7 +47,6 @@ FILES = ("arrays.npz", "vocabulary.json", "tags.json", "articles.jsonl")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # Keys save_model writes itself (``extra`` may not replace them).
 MANIFEST_KEYS = (
     "format",
@@ -139,10 +144,10 @@ def save_model(
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "version": version or f"{created:%Y%m%dT%H%M%SZ}-{digest}",
-            "created_at": created.strftime(TIME_FORMAT),
+            "created_at": format_utc(created),
         }
         if source_as_of is not None:
-            manifest["source_as_of"] = source_as_of.astimezone(UTC).strftime(TIME_FORMAT)
+            manifest["source_as_of"] = format_utc(source_as_of)
         manifest.update(
             config=model.cfg.to_dict(),
             config_hash=model.cfg.config_hash(),

@@ -14,12 +14,10 @@ from sklearn.preprocessing import normalize
 
 from models.config import ModelConfig
 from models.records import Article
+from models.rerank import rerank
 from models.tags import TagVectorizer
 from models.text import TextVectorizer
 from models.topk import top_k
-
-# Rows re-ranked at a time: bounds the (rows x pool x components) working array to ~60 MB.
-RERANK_BLOCK_ROWS = 1024
 
 
 def text_vectorizer(cfg: ModelConfig) -> TextVectorizer:
@@ -137,13 +135,11 @@ class RelatedModel:
         n = blended.shape[0]
         components = min(cfg.rerank_components, blended.shape[1] - 1, n - 1)
         self.rerank_active_ = cfg.rerank and cfg.rerank_weight > 0 and components >= 2
-        pool = max(cfg.k, cfg.rerank_pool) if self.rerank_active_ else cfg.k
         bar = progress("top-k", n) if progress else None
-        # With re-ranking, min_score applies to the final score, so the pool is not cut by it.
         pool_ids, pool_scores = top_k(
             blended,
-            pool,
-            min_score=0.0 if self.rerank_active_ else cfg.min_score,
+            pool_size(self),
+            min_score=pool_min_score(self),
             progress=bar.update if bar else None,
         )
         if bar:
@@ -231,6 +227,18 @@ class RelatedModel:
         return float(np.mean(self.neighbours_[:, k - 1] >= 0)) if len(self.ids_) else 0.0
 
 
+def pool_size(model: RelatedModel) -> int:
+    """Candidates kept per article: the re-ranking pool when re-ranking is active, else ``k``."""
+    cfg = model.cfg
+    return max(cfg.k, cfg.rerank_pool) if model.rerank_active_ else cfg.k
+
+
+def pool_min_score(model: RelatedModel) -> float:
+    """Score floor of the candidate pool: with re-ranking, ``min_score`` applies to the final
+    score, so the pool is not cut by it."""
+    return 0.0 if model.rerank_active_ else model.cfg.min_score
+
+
 def _shared(
     row_a: sp.csr_matrix, row_b: sp.csr_matrix, names: list[str], limit: int | None
 ) -> list[tuple[str, float]]:
@@ -241,64 +249,3 @@ def _shared(
     return [
         (names[product.indices[i]], float(product.data[i])) for i in order if product.data[i] > 0
     ]
-
-
-def rerank(
-    pool_ids: np.ndarray,
-    pool_scores: np.ndarray,
-    latent: np.ndarray,
-    *,
-    k: int,
-    weight: float,
-    feedback: int,
-    feedback_weight: float,
-    min_score: float = 0.0,
-    rows: np.ndarray | None = None,
-    progress: Callable[[int], Any] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Reorder exact candidate pools by ``(1 - w) * blended + w * latent cosine``.
-
-    The latent query is the article's own latent vector plus ``feedback_weight`` times the mean
-    of its ``feedback`` best first-pass candidates (pseudo-relevance feedback), renormalised.
-    ``rows`` gives each pool row's own row in ``latent`` (default: the same row).
-    """
-    n, pool = pool_ids.shape
-    own = np.arange(n) if rows is None else rows
-    out_ids = np.full((n, k), -1, dtype=np.int32)
-    out_scores = np.full((n, k), np.nan, dtype=np.float32)
-    for start in range(0, n, RERANK_BLOCK_ROWS):
-        stop = min(start + RERANK_BLOCK_ROWS, n)
-        ids = pool_ids[start:stop]
-        valid = ids >= 0
-        blended = np.where(valid, pool_scores[start:stop], 0.0)
-        cand = latent[np.where(valid, ids, 0)]  # (b, pool, c)
-        query = latent[own[start:stop]]  # (b, c)
-        first = (1.0 - weight) * blended + weight * np.einsum("bpc,bc->bp", cand, query)
-        first = np.where(valid, first, -np.inf)
-        if feedback > 0 and feedback_weight > 0:
-            best = _order(first, ids)[:, :feedback]
-            best_valid = np.take_along_axis(valid, best, axis=1)[..., None]
-            picked = np.take_along_axis(cand, best[..., None], axis=1) * best_valid
-            mean = picked.sum(axis=1) / np.maximum(best_valid.sum(axis=1), 1)
-            query = normalize(query + feedback_weight * mean)
-            final = (1.0 - weight) * blended + weight * np.einsum("bpc,bc->bp", cand, query)
-            final = np.where(valid, final, -np.inf)
-        else:
-            final = first
-        final = np.where(final >= min_score, final, -np.inf)
-        order = _order(final, ids)[:, :k]
-        chosen = np.take_along_axis(final, order, axis=1)
-        keep = np.isfinite(chosen)
-        out_ids[start:stop, : order.shape[1]] = np.where(
-            keep, np.take_along_axis(ids, order, axis=1), -1
-        )
-        out_scores[start:stop, : order.shape[1]] = np.where(keep, chosen, np.nan)
-        if progress is not None:
-            progress(stop - start)
-    return out_ids, out_scores
-
-
-def _order(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Per-row column order by descending score, ties by lower article row."""
-    tie = np.where(ids >= 0, ids, np.iinfo(np.int32).max).astype(np.int64)
-    return np.lexsort((tie, -scores), axis=-1)

@@ -24,9 +24,9 @@ from unittest import mock
 
 import numpy as np
 
-from models import incremental
 from models.config import ModelConfig
 from models.incremental import IncrementalIndex
+from models.incremental import matrix as incremental
 from models.model import RelatedModel
 from models.records import Article, read_articles
 

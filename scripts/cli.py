@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from models.pair_score import ListScorer
 from scripts.common import CliError
 from scripts.evaluate_cmd import evaluate
 from scripts.foryou_eval_cmd import evaluate_foryou_cmd
@@ -166,40 +167,46 @@ def related(ids: tuple[str, ...], model_dir: Path, k: int, all_ids: bool, as_jso
 @click.option(
     "--pairs", type=click.Path(path_type=Path), help="TSV of id pairs; prints one line per pair."
 )
-@click.option("--explain", is_flag=True, help="Show shared tags and the top contributing terms.")
+@click.option("--explain", is_flag=True, help="Show the score's parts, shared tags, top terms.")
 @json_option("Print JSON.")
 def similarity(
     ids: tuple[str, ...], model_dir: Path, pairs: Path | None, explain: bool, as_json: bool
 ) -> None:
-    """Blended, text and tag similarity of any two articles (or of every pair in --pairs)."""
+    """The score B has in A's neighbour list (re-ranked when the model re-ranks), for any two
+    articles (or every pair in --pairs: A, B, blended, score)."""
     if pairs is None and len(ids) != 2:
         raise CliError("give exactly two article ids, or --pairs FILE.tsv")
     if pairs is not None and ids:
         raise CliError("give two article ids or --pairs, not both")
     model = open_model(model_dir).model
+    scorer = ListScorer(model)
     if pairs is not None:
         for line_number, (id_a, id_b) in _read_pairs(pairs, model.index_):
             try:
-                score = model.similarity(id_a, id_b)
+                score = scorer.score(id_a, id_b)
             except KeyError as exc:
                 raise CliError(f"{pairs}:{line_number}: {exc.args[0]}") from None
-            click.echo(f"{id_a}\t{id_b}\t{score.blended:.6f}")
+            click.echo(f"{id_a}\t{id_b}\t{score.blended:.6f}\t{score.score:.6f}")
         return
     id_a, id_b = ids
     try:
-        explanation = model.explain(id_a, id_b, n_terms=10)
+        score = scorer.score(id_a, id_b)
     except KeyError as exc:
         raise CliError(str(exc.args[0])) from None
-    score = explanation.score
+    explanation = model.explain(id_a, id_b, n_terms=10) if explain else None
     if as_json:
+        latent = None if score.latent is None else round(score.latent, 6)
         record: dict[str, object] = {
             "a": id_a,
             "b": id_b,
+            "score": round(score.score, 6),
             "blended": round(score.blended, 6),
             "text": round(score.text, 6),
             "tags": round(score.tags, 6),
+            "latent": latent,
+            "rerank_weight": score.rerank_weight,
         }
-        if explain:
+        if explanation is not None:
             record["shared_tags"] = [
                 {"tag": t, "weight": round(w, 6)} for t, w in explanation.shared_tags
             ]
@@ -208,8 +215,17 @@ def similarity(
             ]
         click.echo(json.dumps(record))
         return
-    click.echo(f"blended {score.blended:.6f}  text {score.text:.6f}  tags {score.tags:.6f}")
-    if explain:
+    click.echo(f"score {score.score:.6f}")
+    if explanation is not None:
+        click.echo(f"blended {score.blended:.6f}  text {score.text:.6f}  tags {score.tags:.6f}")
+        if score.latent is None:
+            click.echo("latent -  (no re-ranking: the score is the blended score)")
+        else:
+            weight = score.rerank_weight
+            click.echo(
+                f"latent {score.latent:.6f}  "
+                f"(score = {1 - weight:g} x blended + {weight:g} x latent)"
+            )
         shared = ", ".join(f"{t} ({w:.3f})" for t, w in explanation.shared_tags) or "none"
         terms = ", ".join(f"{t} ({w:.3f})" for t, w in explanation.top_terms) or "none"
         click.echo(f"shared tags: {shared}")

@@ -16,7 +16,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from models.artifact import LoadedModel
-from models.ranking import RankingConfig, published_timestamp, recommend
+from models.ranking.config import RankingConfig
+from models.ranking.recommend import recommend
+from models.records import published_timestamp
 from service import tokens
 from service.openapi import spec_bytes
 from service.redis import keys

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from models.artifact import load_model
 from scripts.cli import cli
 from tests.paths import SAMPLE_ARTICLES
 
@@ -82,6 +83,55 @@ def test_similarity_pair_explain_and_pairs(model_dir: Path, tmp_path: Path) -> N
     assert [r[:2] for r in rows] == [[a, b], [b, a], [a, c]]
     assert rows[0][2] == rows[1][2]  # symmetric
     assert float(rows[0][2]) == pytest.approx(record["blended"], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def plain_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("plain")
+    config = root / "config.json"
+    config.write_text('{"rerank": false}', encoding="utf-8")
+    out = root / "model"
+    result = CliRunner().invoke(
+        cli,
+        ["train", "--articles", str(SAMPLE_ARTICLES), "--out", str(out), "--k", "20"]
+        + ["--config", str(config)],
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize("which", ["model_dir", "plain_model_dir"])
+def test_similarity_prints_the_score_of_the_stored_list(
+    which: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    directory = str(request.getfixturevalue(which))
+    model = load_model(directory).model
+    assert model.rerank_active_ == (which == "model_dir")
+    a = first_ids(1)[0]
+    (b, first), *_, (c, last) = model.neighbours(a)
+    runner = CliRunner()
+    text = runner.invoke(cli, ["similarity", a, b, "--model", directory])
+    assert text.exit_code == 0, text.output
+    assert text.output == f"score {first:.6f}\n"
+    explained = runner.invoke(cli, ["similarity", a, c, "--model", directory, "--explain"])
+    assert explained.output.startswith(f"score {last:.6f}\nblended ")
+    assert ("x latent)" in explained.output) == model.rerank_active_
+    record = json.loads(
+        runner.invoke(cli, ["similarity", a, c, "--model", directory, "--json"]).output
+    )
+    assert record["score"] == round(last, 6)
+    if model.rerank_active_:
+        w = record["rerank_weight"]
+        parts = (1 - w) * record["blended"] + w * record["latent"]
+        assert record["score"] == pytest.approx(parts, abs=2e-6)
+        assert record["score"] != record["blended"]
+    else:
+        assert record["latent"] is None and record["score"] == record["blended"]
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text(f"{a}\t{b}\n{a}\t{c}\n", encoding="utf-8")
+    listed = runner.invoke(cli, ["similarity", "--pairs", str(pairs), "--model", directory])
+    rows = [line.split("\t") for line in listed.output.splitlines()]
+    assert [row[-1] for row in rows] == [f"{first:.6f}", f"{last:.6f}"]
 
 
 def test_similarity_errors(model_dir: Path, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 
 from models.artifact import LoadedModel
-from models.ranking import published_timestamp
+from models.records import published_timestamp
 from service.redis import encode, keys
 
 

@@ -10,17 +10,18 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from models.foryou_evaluation import (
+from models.foryou_evaluation.cases import (
     ReplayCase,
-    candidate_metrics,
     click_events,
-    evaluate_cases,
     replay_cases,
     split_cases,
     trending_at,
 )
+from models.foryou_evaluation.metrics import candidate_metrics
+from models.foryou_evaluation.protocols import evaluate_cases
 from models.importers import Impression
-from models.ranking import ModelSource, RankingConfig
+from models.ranking.config import RankingConfig
+from models.ranking.source import ModelSource
 
 NOW = datetime(2019, 11, 12, 14, 0, tzinfo=UTC)
 L3, L5 = math.log2(3), math.log2(5)

@@ -9,18 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from models.ranking import (
-    ModelSource,
-    RankingConfig,
-    diversify,
-    fill,
-    freshness_factors,
-    neighbour_similarity,
-    recency_weight,
-    recommend,
-    score_candidates,
-    section_shares,
-)
+from models.ranking.candidates import recency_weight, section_shares
+from models.ranking.config import RankingConfig
+from models.ranking.diversity import diversify, neighbour_similarity
+from models.ranking.freshness import freshness_factors
+from models.ranking.recommend import fill, recommend, score_candidates
+from models.ranking.source import ModelSource
 from tests.paths import TEST_DATA
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -348,13 +342,13 @@ def test_config_is_validated(bad: dict[str, object]) -> None:
 
 # ------------------------------------------------------------------------------- MIND replay
 def test_replay_metrics_by_hand() -> None:
-    from models.foryou_evaluation import _metrics
+    from models.foryou_evaluation.metrics import ranked_metrics
 
-    got = _metrics(["x", "y", "c"], frozenset({"c"}))
+    got = ranked_metrics(["x", "y", "c"], frozenset({"c"}))
     assert got == pytest.approx(
         {"hit@1": 0.0, "hit@5": 1.0, "hit@10": 1.0, "mrr": 1 / 3, "ndcg@10": 0.5}
     )
-    assert _metrics(["x"], frozenset({"c"}))["mrr"] == 0.0
+    assert ranked_metrics(["x"], frozenset({"c"}))["mrr"] == 0.0
 
 
 def test_replay_ranks_with_the_api_function_against_baselines(tmp_path: Path) -> None:
@@ -362,7 +356,8 @@ def test_replay_ranks_with_the_api_function_against_baselines(tmp_path: Path) ->
 
     from models.artifact import LoadedModel
     from models.config import ModelConfig
-    from models.foryou_evaluation import evaluate_foryou, replay_cases
+    from models.foryou_evaluation.cases import replay_cases
+    from models.foryou_evaluation.protocols import evaluate_foryou
     from models.importers import Impression, iter_mind
     from models.model import RelatedModel
     from scripts.foryou_eval_cmd import evaluate_foryou_cmd

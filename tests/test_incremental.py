@@ -7,9 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from models import incremental
 from models.config import ModelConfig
-from models.incremental import IncrementalIndex, build_with_fitted
+from models.incremental import matrix
+from models.incremental.fitted import build_with_fitted
+from models.incremental.index import IncrementalIndex
 from models.model import RelatedModel
 from models.records import Article, read_articles
 from tests.paths import SAMPLE_ARTICLES
@@ -36,9 +37,9 @@ def fitted(request: pytest.FixtureRequest, sample: list[Article]) -> RelatedMode
 @pytest.fixture
 def small_merges(monkeypatch: pytest.MonkeyPatch) -> None:
     """Merge the delta and purge dead base rows after a handful of changes."""
-    monkeypatch.setattr(incremental, "MERGE_MIN_ROWS", 4)
-    monkeypatch.setattr(incremental, "MERGE_FRACTION", 0.01)
-    monkeypatch.setattr(incremental, "MAX_DEAD_IN_BASE", 2)
+    monkeypatch.setattr(matrix, "MERGE_MIN_ROWS", 4)
+    monkeypatch.setattr(matrix, "MERGE_FRACTION", 0.01)
+    monkeypatch.setattr(matrix, "MAX_DEAD_IN_BASE", 2)
 
 
 def assert_matches_full_build(index: IncrementalIndex, current: dict[str, Article]) -> None:

@@ -12,7 +12,9 @@ import pytest
 
 from models.artifact import ArtifactError, LoadedModel, load_model, save_model
 from models.config import ModelConfig
-from models.incremental import IncrementalIndex, save_incremental, unknown_share
+from models.incremental.export import save_incremental
+from models.incremental.fitted import unknown_share
+from models.incremental.index import IncrementalIndex
 from models.model import RelatedModel
 from models.records import Article, read_articles
 from tests.paths import SAMPLE_ARTICLES

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from models.config import ModelConfig
-from models.model import RelatedModel, rerank
+from models.model import RelatedModel
 from models.records import Article
+from models.rerank import rerank
 from tests.oracle import dense_top_k
 
 WORDS = [f"w{chr(97 + i)}{chr(97 + j)}" for i in range(6) for j in range(6)]

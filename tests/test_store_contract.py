@@ -23,8 +23,7 @@ import redis
 from models.artifact import LoadedModel, load_model, save_model
 from models.config import ModelConfig
 from models.model import RelatedModel
-from models.ranking import published_timestamp
-from models.records import Article, read_articles
+from models.records import Article, published_timestamp, read_articles
 from service.redis import keys
 from service.redis.breaker import CircuitBreaker
 from service.redis.publish import publish

@@ -21,7 +21,7 @@ import redis
 from click.testing import CliRunner, Result
 
 from models.artifact import LoadedModel, load_model
-from models.incremental import build_with_fitted
+from models.incremental.fitted import build_with_fitted
 from models.records import Article, read_articles, write_articles_jsonl
 from scripts.cli import cli
 from service.redis import keys

@@ -18,10 +18,9 @@ import redis
 
 from models.artifact import LoadedModel, load_model, save_model
 from models.config import ModelConfig
-from models.incremental import build_with_fitted
+from models.incremental.fitted import build_with_fitted
 from models.model import RelatedModel
-from models.ranking import published_timestamp
-from models.records import Article, read_articles
+from models.records import Article, published_timestamp, read_articles
 from service.redis import keys
 from service.redis import queue as upd
 from service.redis.apply import WriterError

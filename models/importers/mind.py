@@ -18,7 +18,14 @@ from typing import Any
 
 from models import jsonsafe
 from models.importers.common import ImportStats, check_on_error, handle_error, strip_control
-from models.records import Article, CorpusError, OnError, RecordError, article_from_mapping
+from models.records import (
+    Article,
+    CorpusError,
+    OnError,
+    RecordError,
+    article_from_mapping,
+    format_utc,
+)
 
 NEWS_COLUMNS = (
     "NewsID",
@@ -182,7 +189,7 @@ def _impression(cells: list[str], source: str, line: int) -> Impression:
     return Impression(
         impression_id=impression_id,
         user_id=user_id,
-        time=moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        time=format_utc(moment),
         history=history.split(),
         impressions=impressions,
     )

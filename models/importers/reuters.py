@@ -17,7 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from models.importers.common import ImportStats, check_on_error, handle_error, strip_control
-from models.records import Article, CorpusError, OnError, RecordError, article_from_mapping
+from models.records import (
+    Article,
+    CorpusError,
+    OnError,
+    RecordError,
+    article_from_mapping,
+    format_utc,
+)
 
 FILE_PATTERN = "reut2-*.sgm"
 TAG_FIELDS = ("PLACES", "PEOPLE", "ORGS", "EXCHANGES")
@@ -207,4 +214,4 @@ def _published_at(raw: str, stats: ImportStats) -> str | None:
     except ValueError:
         stats.bad_dates += 1
         return None
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_utc(moment)

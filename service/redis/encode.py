@@ -15,8 +15,7 @@ import numpy as np
 
 from models.artifact import LoadedModel
 from models.model import RelatedModel
-from models.ranking import published_timestamp
-from models.records import Article
+from models.records import Article, published_timestamp
 from service.redis import keys
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from models.artifact import LoadedModel
 from models.model import RelatedModel
-from models.ranking import ModelSource, published_timestamp
-from models.records import Article
+from models.ranking import ModelSource
+from models.records import Article, published_timestamp
 from service.store.base import (
     ArticleMeta,
     HistorySettings,

@@ -1,252 +1,38 @@
-"""Offline replay of "Recommended for you" on MIND impressions (no Redis, no Flask).
-
-Two protocols, both ranking with the functions the API runs (:mod:`models.ranking`):
-
-1. **Whole corpus**: for each impression whose reader has read at least one corpus article (the
-   MIND ``History`` column) and then clicked at least one other corpus article, the history is
-   ranked with :func:`models.ranking.recommend` over the whole corpus, and the clicked articles
-   are looked for in the list (hit rate@k, MRR, nDCG@10).
-2. **Impression candidates** (the MIND benchmark's protocol): each impression's own shown
-   articles (``ID-1`` clicked, ``ID-0`` not), restricted to the corpus and to articles not
-   already read, are ordered by each method's score (:func:`models.ranking.score_candidates`
-   for for-you); candidates a method does not score are ordered by its fallback, popularity.
-   Usable when at least one clicked and one unclicked candidate remain (AUC needs both).
-
-Baselines on the same impressions: most popular, trending, popular in your sections and random
-(seeded). *Most popular* counts, per corpus article, the distinct readers with it in their
-``History``: MIND histories are the clicks *before* the impression log's window (the log covers
-the days after them), so this uses nothing that happens at or after any replayed impression.
-*Trending* is what the API computes from its events, replayed from the log: the clicks of the
-impressions *before* this one, in hourly buckets over 24 hours, each weighted ``0.5 ** (age /
-6 h)`` (:func:`trending_at`, the API's defaults). The for-you popularity prior is fed one or the
-other (``prior_counts``): ``"trending"`` is what the API feeds it, ``"readers"`` the weeks-old
-proxy the replay used first. *Popular in your sections* is the prior alone, section affinity
-included, without the content neighbours. Read articles are never recommended by any method.
-
-For choosing settings honestly, the usable impressions can be split in two halves by a seeded
-shuffle of their ids: choose on ``tune``, report ``test`` (and ``all``, saying so).
-"""
+"""The two protocols, for for-you and the baselines on the same impressions."""
 
 from __future__ import annotations
 
-import bisect
-import math
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
-import numpy as np
-
 from models.artifact import LoadedModel
-from models.importers.mind import Impression
-from models.ranking import (
-    ModelSource,
-    RankingConfig,
-    Source,
-    fill,
-    recommend,
-    score_candidates,
-    section_shares,
-    unique,
+from models.foryou_evaluation.cases import (
+    ReplayCase,
+    click_events,
+    popularity_counts,
+    replay_cases,
+    split_cases,
+    trending_at,
 )
+from models.foryou_evaluation.metrics import (
+    CANDIDATE_METRICS,
+    DEPTH,
+    TABLE_METRICS,
+    candidate_metrics,
+    mean_metrics,
+    ranked_metrics,
+)
+from models.importers.mind import Impression
+from models.ranking.candidates import section_shares
+from models.ranking.config import RankingConfig
+from models.ranking.recommend import fill, recommend, score_candidates, unique
+from models.ranking.source import ModelSource, Source
 from models.records import Article
 
-DEPTH = 100  # list length for MRR (a click below it counts 0)
-CUTOFFS = (1, 5, 10)
-# Impression lists hold ~3.6 corpus candidates on the MIND sample: hit@1 and hit@3 say more
-# than hit@10 would.
-CANDIDATE_CUTOFFS = (1, 3)
-HALVES = ("all", "tune", "test")
 PRIOR_COUNTS = ("trending", "readers")
-# The API's trending defaults (service/foryou.py, service/redis/events.py), not tuned here.
-TRENDING_WINDOW_HOURS = 24
-TRENDING_HALF_LIFE_HOURS = 6.0
-TRENDING_LIMIT = 500
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayCase:
-    """One usable impression: the reader's history, most recent first, and the clicks to find.
-
-    ``shown`` is the impression's candidate list (corpus articles not already read, log order)
-    when it holds both a clicked and an unclicked article, else empty: protocol 2 skips it.
-    """
-
-    impression_id: str
-    time: datetime
-    history: tuple[str, ...]
-    clicked: frozenset[str]
-    shown: tuple[str, ...] = ()
-
-
-def replay_cases(
-    impressions: Iterable[Impression], known: Mapping[str, Any]
-) -> tuple[list[ReplayCase], dict[str, int]]:
-    """The usable impressions, and how many were dropped for what."""
-    counts = Counter[str]()
-    cases = []
-    for impression in impressions:
-        counts["impressions"] += 1
-        # MIND lists a history oldest first; ranking wants the most recent first.
-        history = tuple(reversed(impression.history))
-        read = set(history)
-        known_history = [h for h in history if h in known]
-        clicked = frozenset(c for c in impression.clicked if c in known and c not in read)
-        if known_history:
-            counts["with_known_history"] += 1
-        if clicked:
-            counts["with_known_click"] += 1
-        if known_history and clicked:
-            shown = tuple(
-                dict.fromkeys(n for n, _ in impression.impressions if n in known and n not in read)
-            )
-            if not any(n in clicked for n in shown) or all(n in clicked for n in shown):
-                shown = ()
-            cases.append(
-                ReplayCase(
-                    impression.impression_id,
-                    datetime.fromisoformat(impression.time),
-                    history,
-                    clicked,
-                    shown,
-                )
-            )
-    counts["usable"] = len(cases)
-    counts["clicks_to_find"] = sum(len(c.clicked) for c in cases)
-    counts["usable_candidates"] = sum(1 for c in cases if c.shown)
-    counts["candidates"] = sum(len(c.shown) for c in cases)
-    return cases, dict(counts)
-
-
-def split_cases(cases: Sequence[ReplayCase], half: str, seed: int = 0) -> list[ReplayCase]:
-    """``all`` the cases, or one half of them (``tune``: the first half, rounded up, of a
-    seeded shuffle of their impression ids; ``test``: the rest). The same seed always splits
-    the same impressions the same way."""
-    if half not in HALVES:
-        raise ValueError(f"half must be one of {', '.join(HALVES)}")
-    if half == "all":
-        return list(cases)
-    ids = sorted({case.impression_id for case in cases})
-    random.Random(seed).shuffle(ids)
-    tune = set(ids[: (len(ids) + 1) // 2])
-    return [case for case in cases if (case.impression_id in tune) == (half == "tune")]
-
-
-def popularity_counts(impressions: Iterable[Impression], known: Mapping[str, Any]) -> Counter[str]:
-    """Corpus article -> how many distinct readers have it in their ``History``."""
-    readers: dict[str, set[str]] = {}
-    for impression in impressions:
-        for article_id in impression.history:
-            if article_id in known:
-                readers.setdefault(article_id, set()).add(impression.user_id)
-    return Counter({article_id: len(users) for article_id, users in readers.items()})
-
-
-def click_events(
-    impressions: Iterable[Impression], known: Mapping[str, Any]
-) -> list[tuple[float, str]]:
-    """(Unix time, article id) of the clicks on corpus articles in the log, oldest first: what
-    the API's ``/v1/events`` would have counted for trending, where a reader counts once per
-    article (service/redis/events.py; here the first click, as a history holds 50 reads)."""
-    clicks = sorted(
-        (datetime.fromisoformat(impression.time).timestamp(), article_id, impression.user_id)
-        for impression in impressions
-        for article_id in impression.clicked
-        if article_id in known
-    )
-    seen: set[tuple[str, str]] = set()
-    events = []
-    for time, article_id, user_id in clicks:
-        if (user_id, article_id) not in seen:
-            seen.add((user_id, article_id))
-            events.append((time, article_id))
-    return events
-
-
-def trending_at(
-    events: Sequence[tuple[float, str]],
-    moment: datetime,
-    *,
-    window_hours: int = TRENDING_WINDOW_HOURS,
-    half_life_hours: float = TRENDING_HALF_LIFE_HOURS,
-    limit: int = TRENDING_LIMIT,
-) -> list[tuple[str, float]]:
-    """Trending (id, count) at ``moment``, best first (ties by id), as the API computes it
-    (service/redis/events.py): events in hourly UTC buckets, the last ``window_hours`` buckets, each
-    weighted ``0.5 ** (age in hours / half_life_hours)``. Only events strictly before
-    ``moment`` count: the impression's own clicks are what is to be found."""
-    now = moment.timestamp()
-    hour = int(now // 3600)
-    oldest = (hour - window_hours + 1) * 3600
-    start = bisect.bisect_left(events, (oldest, ""))
-    stop = bisect.bisect_left(events, (now, ""))
-    counts: dict[str, float] = {}
-    for time, article_id in events[start:stop]:
-        weight = math.pow(0.5, (hour - int(time // 3600)) / half_life_hours)
-        counts[article_id] = counts.get(article_id, 0.0) + weight
-    return sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))[:limit]
-
-
-def popularity(impressions: Iterable[Impression], known: Mapping[str, Any]) -> list[str]:
-    """Corpus articles by how many distinct readers have them in their history, then by id."""
-    counted = popularity_counts(impressions, known)
-    rest = sorted(set(known) - set(counted))
-    return sorted(counted, key=lambda a: (-counted[a], a)) + rest
-
-
-def _metrics(ranked: Sequence[str], clicked: frozenset[str]) -> dict[str, float]:
-    hits = [item in clicked for item in ranked[:DEPTH]]
-    first = next((i for i, hit in enumerate(hits) if hit), None)
-    out = {f"hit@{k}": float(any(hits[:k])) for k in CUTOFFS}
-    out["mrr"] = 0.0 if first is None else 1.0 / (first + 1)
-    discounts = 1.0 / np.log2(np.arange(2, 12))
-    dcg = float(sum(d for d, hit in zip(discounts, hits[:10], strict=False) if hit))
-    ideal = float(discounts[: min(10, len(clicked))].sum())
-    out["ndcg@10"] = dcg / ideal
-    return out
-
-
-def _ndcg(labels: Sequence[int], k: int) -> float:
-    dcg = sum(y / math.log2(i + 2) for i, y in enumerate(labels[:k]))
-    ideal = sum(1 / math.log2(i + 2) for i in range(min(k, sum(labels))))
-    return dcg / ideal
-
-
-def candidate_metrics(labels: Sequence[int]) -> dict[str, float]:
-    """Metrics of one impression's candidates in ranked order (1: clicked, 0: not).
-
-    MIND's definitions: MRR averages 1/rank over *all* clicks; nDCG with binary gains; AUC the
-    share of (clicked, unclicked) pairs ranked the right way round (the order is strict, so
-    there are no ties).
-    """
-    positives = sum(labels)
-    negatives = len(labels) - positives
-    out = {f"hit@{k}": float(any(labels[:k])) for k in CANDIDATE_CUTOFFS}
-    out["mrr"] = sum(y / (i + 1) for i, y in enumerate(labels)) / positives
-    out["ndcg@5"] = _ndcg(labels, 5)
-    out["ndcg@10"] = _ndcg(labels, 10)
-    # Pairs in order: each unclicked candidate counts the clicked ones still below it.
-    below, correct = positives, 0
-    for y in labels:
-        if y:
-            below -= 1
-        else:
-            correct += below
-    out["auc"] = 1.0 - correct / (positives * negatives)
-    return out
-
-
-def _mean(rows: list[dict[str, float]], names: Sequence[str]) -> dict[str, float]:
-    if not rows:
-        return {name: 0.0 for name in names}
-    return {name: float(np.mean([row[name] for row in rows])) for name in names}
-
-
-TABLE_METRICS = (*(f"hit@{k}" for k in CUTOFFS), "mrr", "ndcg@10")
-CANDIDATE_METRICS = (*(f"hit@{k}" for k in CANDIDATE_CUTOFFS), "mrr", "ndcg@5", "ndcg@10", "auc")
 
 
 def evaluate_cases(
@@ -358,8 +144,8 @@ def evaluate_cases(
     methods[f"random (seed {seed})"] = shuffled
     rows = []
     for name, rank in methods.items():
-        scores = [_metrics(rank(case), case.clicked) for case in cases]
-        rows.append({"method": name, **_mean(scores, TABLE_METRICS)})
+        scores = [ranked_metrics(rank(case), case.clicked) for case in cases]
+        rows.append({"method": name, **mean_metrics(scores, TABLE_METRICS)})
 
     # Protocol 2: each impression's shown candidates.
     def base(case: ReplayCase) -> list[str]:
@@ -410,7 +196,7 @@ def evaluate_cases(
     candidate_rows = []
     for name, rank in candidate_methods.items():
         scores = [candidate_metrics([int(a in case.clicked) for a in rank(case)]) for case in shown]
-        candidate_rows.append({"method": name, **_mean(scores, CANDIDATE_METRICS)})
+        candidate_rows.append({"method": name, **mean_metrics(scores, CANDIDATE_METRICS)})
     return {"rows": rows, "candidate_rows": candidate_rows}
 
 
