@@ -360,7 +360,7 @@ def test_publish_survives_dropped_connections(
 def test_redis_dying_mid_publish_leaves_the_live_version(
     tmp_path: Path, models: dict[str, LoadedModel]
 ) -> None:
-    from scripts.bench_publish import free_port, start_server
+    from benchmarks.bench_publish import free_port, start_server
 
     executable = shutil.which("redis-server") or "/usr/bin/redis-server"
     port = free_port()

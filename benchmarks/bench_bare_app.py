@@ -1,9 +1,9 @@
-"""The baseline of ``scripts/bench_serve.py``: a bare Flask app answering one Redis GET.
+"""The baseline of ``benchmarks/bench_serve.py``: a bare Flask app answering one Redis GET.
 
 ``GET /bare/<article_id>`` returns the bytes stored under ``$BENCH_PAYLOAD_KEY`` in
 ``$BENCH_REDIS_URL`` as JSON (the id is ignored). It is what any Flask + Redis endpoint costs
 at least: routing, one round trip, a response. Run it with the API's gunicorn settings:
-``gunicorn -c gunicorn.conf.py 'scripts.bench_bare_app:create_app()'``.
+``gunicorn -c gunicorn.conf.py 'benchmarks.bench_bare_app:create_app()'``.
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 
 Usage::
 
-    python scripts/bench_foryou.py --model DIR [--duration 15] [--connections 16] [--workers 2]
+    python benchmarks/bench_foryou.py --model DIR [--duration 15] [--connections 16] [--workers 2]
         [--threads 1] [--rounds 2] [--rate-duration 10] [--events 5000]
         [--row-cache-size N] [--json OUT]
 
-Reuses scripts/bench_serve.py's machinery: a private redis-server, the model published to it,
+Reuses benchmarks/bench_serve.py's machinery: a private redis-server, the model published to it,
 one gunicorn of the API with the repo's ``gunicorn.conf.py`` and ``PROMETHEUS_MULTIPROC_DIR``.
 Before measuring, ``--events`` reader events (article ids drawn Zipf-like, so a few are hot)
 are recorded, so trending exists and every recommendation pays for the popularity prior.
@@ -38,7 +38,7 @@ from typing import Any
 
 import redis
 
-from scripts.bench_serve import (
+from benchmarks.bench_serve import (
     WRK_SCRIPT,
     Processes,
     interrupts_as_exceptions,

@@ -1,6 +1,6 @@
 """Benchmark incremental updates: upsert and delete latency on a ~100,000-article corpus.
 
-Usage: ``python scripts/bench_incremental.py [ARTICLES.jsonl] [--articles N] [--upserts U] ...``
+Usage: ``python benchmarks/bench_incremental.py [ARTICLES.jsonl] [--articles N] [--upserts U] ...``
 
 The corpus is built from real articles (default: ``data/sample/reuters-sample.jsonl``): article
 ``i`` takes a random ~70% of the sentences of source article ``i mod S``, one or two sentences of

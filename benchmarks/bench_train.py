@@ -2,7 +2,7 @@
 
 Usage::
 
-    python scripts/bench_train.py --reuters /path/to/reuters21578 [--size 200000] [--k 50]
+    python benchmarks/bench_train.py --reuters /path/to/reuters21578 [--size 200000] [--k 50]
         [--nn-sample 2000] [--out fragment.md]
 
 For the Reuters corpus and for a synthetic corpus of ``--size`` articles generated from it
@@ -459,7 +459,7 @@ def report(results: list[tuple[str, Baselines, list[TrainRun]]], args: argparse.
                 lines.append(f"- {corpus}: {key} = {value:,.1f}")
     lines += [
         "",
-        f"Command: `python scripts/bench_train.py {' '.join(sys.argv[1:])}`; "
+        f"Command: `python benchmarks/bench_train.py {' '.join(sys.argv[1:])}`; "
         f"{platform.python_version()}, {os.cpu_count()} CPUs, {THREADS} threads.",
     ]
     return "\n".join(lines) + "\n"

@@ -1,6 +1,6 @@
 """Soak the API at a fixed rate while Redis is restarted twice; report errors, p99 and RSS.
 
-Usage: ``python scripts/bench_soak.py [--model DIR] [--duration 300] [--load 0.6] ...``
+Usage: ``python benchmarks/bench_soak.py [--model DIR] [--duration 300] [--load 0.6] ...``
 
 Everything runs on 127.0.0.1: a private redis-server (RDB in a temporary directory, so a
 restart brings the same data back), the model published to it, and gunicorn with

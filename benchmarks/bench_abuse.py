@@ -2,10 +2,10 @@
 
 Usage::
 
-    python scripts/bench_abuse.py --model DIR [--duration 30] [--limits default,off]
+    python benchmarks/bench_abuse.py --model DIR [--duration 30] [--limits default,off]
         [--flood-connections 8] [--flood-threads 1] [--max-events 2000000] [--json OUT]
 
-Everything runs on 127.0.0.1 and reuses scripts/bench_serve.py's machinery. For each event
+Everything runs on 127.0.0.1 and reuses benchmarks/bench_serve.py's machinery. For each event
 rate limit in ``--limits`` (``default``: ``RECS_EVENTS_RATE_LIMIT`` unset, i.e. 120/minute per
 client address, so most of a flood is answered 429; ``off``: every flood event reaches Redis,
 the worst case) a fresh redis-server gets the model published, SLOWLOG set to log commands of
@@ -57,7 +57,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.bench_serve import (  # noqa: E402
+from benchmarks.bench_serve import (  # noqa: E402
     RELATED_PATH,
     WRK_SCRIPT,
     Processes,

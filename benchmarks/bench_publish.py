@@ -1,6 +1,6 @@
 """Benchmark ``recs publish``: wall time and Redis memory per article on a throwaway server.
 
-Usage: ``python scripts/bench_publish.py MODEL_DIR [--redis-server PATH] [--runs N]``
+Usage: ``python benchmarks/bench_publish.py MODEL_DIR [--redis-server PATH] [--runs N]``
 Starts redis-server on a free port (no persistence), publishes the model, prints the figures
 and a markdown table row, and stops the server.
 """

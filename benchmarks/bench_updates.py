@@ -2,11 +2,11 @@
 
 Usage::
 
-    python scripts/bench_updates.py [SOURCE.jsonl] [--articles 100000] [--upserts 1000]
+    python benchmarks/bench_updates.py [SOURCE.jsonl] [--articles 100000] [--upserts 1000]
         [--delete-lists 200] [--deletes 3] [--json OUT]
 
 One run: a private redis-server (no persistence); a ~100,000-article corpus generated from real
-articles exactly as ``scripts/bench_incremental.py`` does (``synthetic_corpus``); the model
+articles exactly as ``benchmarks/bench_incremental.py`` does (``synthetic_corpus``); the model
 fitted, its incremental index built and its lists published; then the real update writer
 (:class:`service.redis.writer.Writer`, what ``recs worker`` runs) applies the queue in a thread, and
 this script acts as the API does for ``PUT``/``DELETE /v1/articles/<id>``:
@@ -49,13 +49,13 @@ from models.config import ModelConfig  # noqa: E402
 from models.incremental import IncrementalIndex  # noqa: E402
 from models.model import RelatedModel  # noqa: E402
 from models.records import read_articles  # noqa: E402
-from scripts.bench_incremental import (  # noqa: E402
+from benchmarks.bench_incremental import (  # noqa: E402
     DEFAULT_SOURCE,
     _empty_top_k,
     percentile_ms,
     synthetic_corpus,
 )
-from scripts.bench_serve import Processes, start_redis  # noqa: E402
+from benchmarks.bench_serve import Processes, start_redis  # noqa: E402
 from service.redis import queue as updates  # noqa: E402
 from service.redis.publish import publish  # noqa: E402
 from service.redis.store import RedisStore  # noqa: E402

@@ -2,12 +2,12 @@
 
 Usage::
 
-    python scripts/bench_serve.py --model DIR [--duration 15] [--connections 16] [--workers 2]
+    python benchmarks/bench_serve.py --model DIR [--duration 15] [--connections 16] [--workers 2]
         [--threads 1] [--rounds 2] [--rate-duration 10] [--json OUT]
 
 One run, everything on loopback: a private redis-server on a free port (no persistence), the
 model published to it, then two gunicorns with the repo's ``gunicorn.conf.py`` and the same
-workers/threads: (a) the API (``service:create_app()``) and (b) ``scripts/bench_bare_app.py``,
+workers/threads: (a) the API (``service:create_app()``) and (b) ``benchmarks/bench_bare_app.py``,
 whose one endpoint GETs a pre-stored JSON the size of a median ``/related`` answer and returns
 it. Both run with ``PROMETHEUS_MULTIPROC_DIR`` set, as in the container image.
 
@@ -459,7 +459,7 @@ def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
     redis_pid = int(client.info("server")["process_id"])
     for name, target, ready in (
         ("api", "service:create_app()", "/readyz"),
-        ("bare", "scripts.bench_bare_app:create_app()", BARE_PATH.format(ids[0])),
+        ("bare", "benchmarks.bench_bare_app:create_app()", BARE_PATH.format(ids[0])),
     ):
         app_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(work / f"prom-{name}")}
         base, process = start_gunicorn(procs, target, app_env, args, work / f"{name}.log")
