@@ -2,10 +2,10 @@
 
 Usage::
 
-    python benchmarks/bench_abuse.py --model DIR [--duration 30] [--limits default,off]
+    python -m benchmarks.bench_abuse --model DIR [--duration 30] [--limits default,off]
         [--flood-connections 8] [--flood-threads 1] [--max-events 2000000] [--json OUT]
 
-Everything runs on 127.0.0.1 and reuses benchmarks/bench_serve.py's machinery. For each event
+Everything runs on 127.0.0.1, started by benchmarks/harness.py. For each event
 rate limit in ``--limits`` (``default``: ``RECS_EVENTS_RATE_LIMIT`` unset, i.e. 120/minute per
 client address, so most of a flood is answered 429; ``off``: every flood event reaches Redis,
 the worst case) a fresh redis-server gets the model published, SLOWLOG set to log commands of
@@ -13,7 +13,7 @@ the worst case) a fresh redis-server gets the model published, SLOWLOG set to lo
 ``gunicorn.conf.py``). The first configuration also measures the maximum ``/related`` req/s
 (wrk, random ids, k=6); every fixed-rate run then uses half of it. Phases per configuration:
 
-1. baseline: ``/related`` at the fixed rate (open loop, bench_serve's generator) for
+1. baseline: ``/related`` at the fixed rate (open loop, benchmarks.load's generator) for
    ``--duration`` seconds, no flood;
 2. flood A, junk: the same, while ``wrk`` posts events for unique random (well-formed) article
    ids as fast as it can over ``--flood-connections`` connections;
@@ -34,303 +34,38 @@ Redis memory growth bounded (flat in the second half of a phase) and near zero f
 Redis command of >= 5 ms in SLOWLOG. All child processes stop on exit, errors and Ctrl-C.
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
-from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
 
-import redis
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.bench_serve import (  # noqa: E402
-    RELATED_PATH,
-    WRK_SCRIPT,
+from benchmarks.abuse_flood import EVENTS_PATH, finish_flood, read_log, start_flood, statuses
+from benchmarks.abuse_redis import (
+    MemorySampler,
+    event_keys,
+    redis_cpu,
+    slowlog_entries,
+    used_dataset,
+    used_memory,
+)
+from benchmarks.abuse_report import MIB, SLOW_US, Phase, as_json, human_bytes, report
+from benchmarks.harness import (
     Processes,
-    RateResult,
+    RedisServer,
+    api_env,
     interrupts_as_exceptions,
     publish_model,
-    run_fixed_rate,
-    run_wrk,
     server_cpu_seconds,
     start_gunicorn,
-    start_redis,
-    verdict,
-    wait_http,
 )
-
-EVENTS_PATH = "/v1/events"
-SLOW_US = 5000  # SLOWLOG threshold: commands of >= 5 ms
-TARGET_P99_RATIO = 1.10
-MIB = 1024 * 1024
-MIN_EVENTS = 10_000  # events reaching Redis below which per-million figures are not judged
-
-# wrk runs this in every flood thread: POST one JSON event per request, junk (unique, well-formed
-# ids the live version does not hold) or real (random corpus ids); each thread stops after
-# FLOOD_MAX requests. The summary line has the shape of bench_serve's WRK_SCRIPT.
-FLOOD_SCRIPT = r"""
-local mode = os.getenv("FLOOD_MODE")
-local ids = {}
-if mode == "real" then
-  for line in io.lines(os.getenv("FLOOD_IDS")) do ids[#ids + 1] = line end
-end
-local path = os.getenv("FLOOD_PATH")
-local max_requests = tonumber(os.getenv("FLOOD_MAX"))
-local headers = {["Content-Type"] = "application/json"}
-local counter = 0
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("seed", threads)
-end
-function init(args)
-  math.randomseed(os.time() * 1000 + seed)
-  counter = 0
-end
-function request()
-  counter = counter + 1
-  if counter > max_requests then wrk.thread:stop() end
-  local id
-  if mode == "real" then
-    id = ids[math.random(#ids)]
-  else
-    id = string.format("junk-%d-%d-%x", seed, counter, math.random(0, 0x7fffffff))
-  end
-  local body = '{"article_id":"' .. id .. '","type":"view","source":"related"}'
-  return wrk.format("POST", path, headers, body)
-end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH {"requests":%d,"us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,' ..
-    '"timeout":%d,"p50":%d,"p99":%d}\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
-
-ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3}) ')
-# Error-log lines worth showing: tracebacks, worker timeouts and restarts, errors.
-TROUBLE = re.compile(
-    r"Traceback|\[ERROR\]|\[CRITICAL\]|WORKER TIMEOUT|Booting worker|Autorestarting|"
-    r"Worker exiting|Exception"
-)
-
-
-@dataclass
-class FloodResult:
-    """One wrk flood (client side)."""
-
-    mode: str
-    requests: int
-    seconds: float
-    rps: float
-    errors: dict[str, int]
-    p50_ms: float
-    p99_ms: float
-
-
-@dataclass
-class Phase:
-    """One measured phase: /related at the fixed rate, with or without a flood."""
-
-    name: str
-    related: RateResult
-    related_status: dict[str, int]
-    related_5xx: int
-    related_other_errors: int  # non-200 below 500, and answers that never came
-    flood: FloodResult | None
-    flood_status: dict[str, int]
-    events_reaching_redis: int  # flood requests not answered 429 (nor 4xx/5xx before Redis)
-    memory_before: int
-    memory_after: int
-    memory_peak: int
-    memory_second_half_growth: int
-    dataset_before: int  # used_memory_dataset: used_memory less client buffers, scripts, ...
-    dataset_after: int
-    keys_before: int
-    keys_after: int
-    event_keys_after: dict[str, int]
-    slowlog: list[dict[str, Any]]
-    server_cpu_seconds: float
-    redis_cpu_seconds: float
-    trouble: list[str] = field(default_factory=list)
-
-    @property
-    def growth(self) -> int:
-        return self.memory_after - self.memory_before
-
-    @property
-    def dataset_growth(self) -> int:
-        return self.dataset_after - self.dataset_before
-
-    def per_million(self, count: int, dataset: bool = False) -> float | None:
-        growth = self.dataset_growth if dataset else self.growth
-        return None if count <= 0 else growth / count * 1e6
-
-
-class MemorySampler(threading.Thread):
-    """``used_memory`` every ``interval`` seconds until stopped (one INFO call each)."""
-
-    def __init__(self, client: redis.Redis, interval: float = 0.5) -> None:
-        super().__init__(daemon=True)
-        self.client = client
-        self.interval = interval
-        self.samples: list[tuple[float, int]] = []
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        start = time.monotonic()
-        while not self._stop_event.is_set():
-            try:
-                used = int(self.client.info("memory")["used_memory"])
-            except redis.RedisError:
-                used = -1
-            self.samples.append((time.monotonic() - start, used))
-            self._stop_event.wait(self.interval)
-
-    def stop(self) -> list[tuple[float, int]]:
-        self._stop_event.set()
-        self.join(5)
-        return [s for s in self.samples if s[1] >= 0]
-
-
-def used_memory(client: redis.Redis) -> int:
-    return int(client.info("memory")["used_memory"])
-
-
-def used_dataset(client: redis.Redis) -> int:
-    return int(client.info("memory")["used_memory_dataset"])
-
-
-def redis_cpu(client: redis.Redis) -> float:
-    info = client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
-def event_keys(client: redis.Redis) -> dict[str, int]:
-    """Keys outside the published versions, counted by their first two ``:`` fields."""
-    counts: Counter[str] = Counter()
-    for raw in client.scan_iter(count=1000):
-        name = raw.decode("utf-8", "replace")
-        if name.startswith("rs:v:"):
-            continue
-        counts[":".join(name.split(":")[:2])] += 1
-    return dict(sorted(counts.items()))
-
-
-def slowlog_entries(client: redis.Redis) -> list[dict[str, Any]]:
-    """SLOWLOG entries (all of them, then the log is reset), as plain dicts."""
-    entries = client.slowlog_get(1024)
-    client.slowlog_reset()
-    out = []
-    for entry in entries:
-        command = entry.get("command", b"")
-        if isinstance(command, bytes):
-            command = command.decode("utf-8", "replace")
-        out.append(
-            {
-                "duration_us": int(entry["duration"]),
-                "command": str(command).split(" ")[0].upper(),
-                "args": str(command)[:120],
-                "start_time": int(entry["start_time"]),
-            }
-        )
-    return out
-
-
-def read_log(log: Path, offset: int) -> tuple[str, int]:
-    """The log's text from ``offset`` on, and its new end offset."""
-    with log.open("rb") as handle:
-        handle.seek(offset)
-        data = handle.read()
-    return data.decode("utf-8", "replace"), offset + len(data)
-
-
-def statuses(text: str) -> tuple[Counter[str], Counter[str], list[str]]:
-    """(/related statuses, /v1/events statuses, trouble lines) of an access/error-log slice."""
-    related: Counter[str] = Counter()
-    events: Counter[str] = Counter()
-    trouble: list[str] = []
-    for line in text.splitlines():
-        match = ACCESS_LINE.search(line)
-        if match is None:
-            if TROUBLE.search(line):
-                trouble.append(line.strip()[:300])
-            continue
-        path = match.group("path")
-        if path.startswith("/v1/articles/"):
-            related[match.group("status")] += 1
-        elif path.startswith(EVENTS_PATH):
-            events[match.group("status")] += 1
-    return related, events, trouble
-
-
-def start_flood(
-    procs: Processes,
-    base: str,
-    mode: str,
-    ids_file: Path,
-    args: argparse.Namespace,
-    seconds: float,
-    out: Path,
-) -> subprocess.Popen[bytes]:
-    """wrk posting events as fast as it can, in the background (stopped with ``procs``)."""
-    script = out.with_suffix(".lua")
-    script.write_text(FLOOD_SCRIPT)
-    per_thread = max(1, args.max_events // args.flood_threads)
-    env = {
-        **os.environ,
-        "FLOOD_MODE": mode,
-        "FLOOD_IDS": str(ids_file),
-        "FLOOD_PATH": EVENTS_PATH,
-        "FLOOD_MAX": str(per_thread),
-    }
-    argv = ["wrk", "-t", str(args.flood_threads), "-c", str(args.flood_connections)]
-    argv += ["-d", f"{max(1, round(seconds))}s", "--timeout", "5s", "-s", str(script), base]
-    with out.open("wb") as handle:
-        return procs.start(argv, env=env, stdout=handle, stderr=subprocess.STDOUT)
-
-
-def finish_flood(
-    process: subprocess.Popen[bytes], mode: str, out: Path, timeout: float
-) -> FloodResult:
-    """Wait for the flood's wrk and parse its summary."""
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"flood wrk did not stop; output:\n{out.read_text()}") from None
-    text = out.read_text()
-    match = re.search(r"^BENCH (\{.*\})$", text, re.MULTILINE)
-    if match is None:
-        raise RuntimeError(f"no summary in flood wrk output:\n{text}")
-    data = json.loads(match.group(1))
-    seconds = data["us"] / 1e6
-    return FloodResult(
-        mode=mode,
-        requests=data["requests"],
-        seconds=seconds,
-        rps=data["requests"] / seconds if seconds else 0.0,
-        errors={k: data[k] for k in ("connect", "read", "write", "status", "timeout")},
-        p50_ms=data["p50"] / 1000,
-        p99_ms=data["p99"] / 1000,
-    )
+from benchmarks.load import RELATED_PATH, WRK_SCRIPT, run_fixed_rate, run_wrk
 
 
 class Server:
@@ -342,22 +77,24 @@ class Server:
         self.work = work / f"limit-{limit.replace('/', '_')}"
         self.work.mkdir()
         self.procs = Processes()
+        self.redis = RedisServer(self.work)
         self.log = self.work / "gunicorn.log"
         self.log_offset = 0
 
     def start(self) -> list[str]:
-        redis_url, self.client = start_redis(self.procs, self.work)
+        self.redis.start()
+        self.client = self.redis.client(timeout=60)
         ids = publish_model(self.client, self.args.model)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("RECS_", "BENCH_"))}
-        env.update(RECS_REDIS_URL=redis_url, RECS_LOG_LEVEL="warning")
-        env["PROMETHEUS_MULTIPROC_DIR"] = str(self.work / "prom")
-        if self.limit != "default":
-            env["RECS_EVENTS_RATE_LIMIT"] = self.limit
-        self.base, process = start_gunicorn(
-            self.procs, "service:create_app()", env, self.args, self.log
-        )
-        wait_http(self.base + "/readyz", process)
-        self.pids = [process.pid, int(self.client.info("server")["process_id"])]
+        # The events limit is what this benchmark is about: as --limits says ('default':
+        # unset). /related, the other route it loads, has no limit.
+        limits = {} if self.limit == "default" else {"EVENTS_RATE_LIMIT": self.limit}
+        settings = {"REDIS_URL": self.redis.url, "LOG_LEVEL": "warning", **limits}
+        env = api_env(settings, prometheus_dir=self.work / "prom")
+        with self.log.open("ab") as log:
+            self.base, process = start_gunicorn(
+                self.procs, env, workers=self.args.workers, threads=self.args.threads, stdout=log
+            )
+        self.pids = [process.pid, self.redis.pid]
         # A few junk events first, so the one-time loads (the event and limiter Lua scripts in
         # Redis' script cache) are not counted as growth of the first flood phase.
         for number in range(8):
@@ -387,7 +124,7 @@ class Server:
         dataset_before = used_dataset(self.client)
         cpu_before = server_cpu_seconds(self.pids)
         redis_before = redis_cpu(self.client)
-        sampler = MemorySampler(redis.Redis(connection_pool=self.client.connection_pool))
+        sampler = MemorySampler(self.redis.client())
         sampler.start()
         process = None
         out = self.work / f"{name}.wrk.txt"
@@ -449,16 +186,7 @@ class Server:
 
     def stop(self) -> None:
         self.procs.stop_all()
-
-
-def human_bytes(value: float) -> str:
-    sign = "-" if value < 0 else ""
-    value = abs(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{sign}{value:.0f} {unit}" if unit == "B" else f"{sign}{value:.1f} {unit}"
-        value /= 1024
-    return f"{sign}{value:.1f} GiB"
+        self.redis.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -534,6 +262,7 @@ def _run(args: argparse.Namespace, work: Path, limits: list[str], servers: list[
     )
     script = work / "random.lua"
     script.write_text(WRK_SCRIPT)
+    wrk = partial(run_wrk, threads=args.wrk_threads, connections=args.connections)
     ids_file = work / "ids.txt"
     rate: float | None = args.rate
     max_rps: float | None = None
@@ -544,9 +273,9 @@ def _run(args: argparse.Namespace, work: Path, limits: list[str], servers: list[
         ids = server.start()
         ids_file.write_text("\n".join(ids) + "\n")
         print(f"[limit {limit}] API at {server.base}; warming up")
-        run_wrk(server.base, RELATED_PATH, ids_file, script, args, 2)
+        wrk(server.base, RELATED_PATH, ids_file, script, seconds=2)
         if rate is None:
-            measured = run_wrk(server.base, RELATED_PATH, ids_file, script, args, args.max_duration)
+            measured = wrk(server.base, RELATED_PATH, ids_file, script, seconds=args.max_duration)
             max_rps = measured.rps
             rate = max_rps / 2
             print(
@@ -578,162 +307,6 @@ def _run(args: argparse.Namespace, work: Path, limits: list[str], servers: list[
         )
         print(f"\nraw figures: {args.json}")
     return 0 if ok else 1
-
-
-def report(
-    args: argparse.Namespace,
-    results: dict[str, list[Phase]],
-    rate: float,
-    max_rps: float | None,
-    load_start: tuple[float, float, float],
-) -> bool:
-    """Print the summary; return whether every target is met."""
-    print()
-    print(
-        f"gunicorn {args.workers} sync workers x {args.threads} threads; /related at"
-        f" {rate:.0f} req/s"
-        + (f" (half the measured max {max_rps:.0f})" if max_rps else " (--rate)")
-        + f", {args.duration:.0f} s per phase, {args.rate_connections} sockets; flood: wrk"
-        f" {args.flood_threads} thread(s) x {args.flood_connections} connections, at most"
-        f" {args.max_events:,} requests per phase; load at start {load_start[0]:.2f}"
-    )
-    all_ok = True
-    for limit, phases in results.items():
-        baseline = phases[0]
-        print()
-        print(f"### RECS_EVENTS_RATE_LIMIT={limit}")
-        print()
-        print(
-            "| phase | /related p50 / p99 ms | p99 vs baseline | /related 5xx / other errors"
-            " (of sent) | flood req/s (requests) | flood statuses | reached Redis |"
-            " Redis used_memory before -> after (growth) | target | result |"
-        )
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for phase in phases:
-            ratio = phase.related.p99_ms / baseline.related.p99_ms
-            flood = phase.flood
-            ok_related = phase.related_5xx == 0 and phase.related_other_errors == 0
-            if flood is None:
-                ok = ok_related
-                target = "no errors"
-            else:
-                ok = ok_related and ratio <= TARGET_P99_RATIO
-                target = f"p99 <= {TARGET_P99_RATIO:.2f} x, no 5xx"
-            all_ok &= ok
-            print(
-                f"| {phase.name} | {phase.related.p50_ms:.1f} / {phase.related.p99_ms:.1f}"
-                f" | {ratio:.2f} | {phase.related_5xx} / {phase.related_other_errors}"
-                f" ({phase.related.sent}) | "
-                + (f"{flood.rps:.0f} ({flood.requests:,})" if flood else "-")
-                + f" | {phase.flood_status or '-'} | {phase.events_reaching_redis:,}"
-                f" | {human_bytes(phase.memory_before)} -> {human_bytes(phase.memory_after)}"
-                f" ({human_bytes(phase.growth)}) | {target} | {verdict(ok)} |"
-            )
-        print()
-        for phase in phases[1:]:
-            flood = phase.flood
-            requests = flood.requests if flood else 0
-            per_request = phase.per_million(requests)
-            per_event = phase.per_million(phase.events_reaching_redis)
-            per_event_data = phase.per_million(phase.events_reaching_redis, dataset=True)
-            flat = phase.memory_second_half_growth <= args.flat_limit
-            if phase.name == "junk" and phase.events_reaching_redis >= MIN_EVENTS:
-                assert per_event_data is not None
-                ok_memory = flat and per_event_data <= args.junk_growth_limit
-                target = (
-                    f"dataset < {human_bytes(args.junk_growth_limit)} per M events, flat"
-                    f" (<= {human_bytes(args.flat_limit)} in 2nd half)"
-                )
-            else:
-                # Fewer events (rate limit on) extrapolate a few bytes of limiter counters to
-                # a million: only the flatness is judged then.
-                ok_memory = flat
-                target = f"bounded: <= {human_bytes(args.flat_limit)} in the 2nd half"
-                if phase.name == "junk":
-                    target += f" (per-million figure not judged below {MIN_EVENTS:,} events)"
-            all_ok &= ok_memory
-            print(
-                f"- {phase.name} memory: {human_bytes(phase.growth)} over {requests:,} flood"
-                f" requests ({phase.events_reaching_redis:,} reached Redis); extrapolated from"
-                f" those counts: {_per(per_request)} per million flood requests,"
-                f" {_per(per_event)} per million events reaching Redis (used_memory_dataset:"
-                f" {human_bytes(phase.dataset_growth)}, {_per(per_event_data)} per million);"
-                f" peak"
-                f" {human_bytes(phase.memory_peak)}; 2nd-half growth"
-                f" {human_bytes(phase.memory_second_half_growth)}; keys {phase.keys_before}"
-                f" -> {phase.keys_after}, non-version keys {phase.event_keys_after}."
-                f" Target {target}: {verdict(ok_memory)}"
-            )
-        for phase in phases:
-            print(
-                f"- {phase.name}: server CPU {phase.server_cpu_seconds:.1f} s (gunicorn + Redis),"
-                f" of it Redis {phase.redis_cpu_seconds:.1f} s"
-                + (
-                    f"; flood client errors {phase.flood.errors}, flood latency p50"
-                    f" {phase.flood.p50_ms:.1f} / p99 {phase.flood.p99_ms:.1f} ms"
-                    if phase.flood
-                    else ""
-                )
-            )
-        slow = [(phase.name, entry) for phase in phases for entry in phase.slowlog]
-        all_ok &= not slow
-        print(f"- SLOWLOG (>= {SLOW_US / 1000:.0f} ms): {len(slow)} entries: {verdict(not slow)}")
-        for name, entry in slow[:20]:
-            print(
-                f"  - {name}: {entry['command']} {entry['duration_us'] / 1000:.1f} ms"
-                f" ({entry['args']})"
-            )
-        trouble = [(phase.name, line) for phase in phases for line in phase.trouble]
-        if trouble:
-            print(f"- server log: {len(trouble)} notable lines (first 10):")
-            for name, line in trouble[:10]:
-                print(f"  - {name}: {line}")
-    print()
-    print(f"overall: {verdict(all_ok)}; load average at end {os.getloadavg()[0]:.2f}")
-    return all_ok
-
-
-def _per(value: float | None) -> str:
-    return "n/a (no events)" if value is None else human_bytes(value)
-
-
-def as_json(
-    args: argparse.Namespace,
-    results: dict[str, list[Phase]],
-    rate: float,
-    max_rps: float | None,
-    load_start: tuple[float, float, float],
-) -> dict[str, Any]:
-    def phase_json(phase: Phase) -> dict[str, Any]:
-        data = asdict(phase)
-        data["growth"] = phase.growth
-        data["dataset_growth"] = phase.dataset_growth
-        data["dataset_growth_per_million_events_reaching_redis"] = phase.per_million(
-            phase.events_reaching_redis, dataset=True
-        )
-        data["p99_ratio_vs_baseline"] = None
-        data["growth_per_million_flood_requests"] = phase.per_million(
-            phase.flood.requests if phase.flood else 0
-        )
-        data["growth_per_million_events_reaching_redis"] = phase.per_million(
-            phase.events_reaching_redis
-        )
-        return data
-
-    out: dict[str, Any] = {
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "cpus": os.cpu_count(),
-        "load_at_start": load_start,
-        "related_max_rps": max_rps,
-        "rate": rate,
-        "configs": {},
-    }
-    for limit, phases in results.items():
-        items = [phase_json(phase) for phase in phases]
-        for item, phase in zip(items, phases, strict=True):
-            item["p99_ratio_vs_baseline"] = phase.related.p99_ms / phases[0].related.p99_ms
-        out["configs"][limit] = items
-    return out
 
 
 if __name__ == "__main__":

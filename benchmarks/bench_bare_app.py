@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 
-import redis
 from flask import Flask, Response
+
+from service.redis.client import connect
 
 
 def create_app() -> Flask:
     """The bare app, on its own connection pool (created per worker: preload_app is off)."""
-    client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"], socket_timeout=0.5)
+    client = connect(os.environ["BENCH_REDIS_URL"], timeout=0.5)
     key = os.environ.get("BENCH_PAYLOAD_KEY", "bench:payload")
     app = Flask(__name__)
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_serve.py --model DIR [--duration 15] [--connections 16] [--workers 2]
+    python -m benchmarks.bench_serve --model DIR [--duration 15] [--connections 16] [--workers 2]
         [--threads 1] [--rounds 2] [--rate-duration 10] [--json OUT]
 
 One run, everything on loopback: a private redis-server on a free port (no persistence), the
@@ -32,151 +32,35 @@ import argparse
 import json
 import os
 import random
-import re
-import selectors
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from collections import deque
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
 
-import redis
+from benchmarks.harness import (
+    Processes,
+    RedisServer,
+    api_env,
+    interrupts_as_exceptions,
+    publish_model,
+    server_cpu_seconds,
+    start_gunicorn,
+    verdict,
+)
+from benchmarks.load import RELATED_PATH, WRK_SCRIPT, WrkResult, run_fixed_rate, run_wrk
+from service.redis.client import Client
 
-REPO = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
 PAYLOAD_KEY = "bench:payload"
-RELATED_PATH = "/v1/articles/{}/related?k=6"
 BARE_PATH = "/bare/{}"
 HOT_IDS = 64  # well inside RESPONSE_CACHE_SIZE, so every hot request is a cache hit
 TARGET_RATIO = 0.70
 TARGET_P99_MS = 10.0
 
-# wrk runs this in every thread: random ids from a file, summary as one JSON line at the end.
-WRK_SCRIPT = r"""
-local ids = {}
-for line in io.lines(os.getenv("BENCH_IDS")) do ids[#ids + 1] = line end
-local path = os.getenv("BENCH_PATH")
-local counter = 0
-function setup(thread)
-  counter = counter + 1
-  thread:set("seed", counter)
-end
-function init(args)
-  math.randomseed(os.time() * 1000 + seed)
-end
-function request()
-  return wrk.format("GET", string.format(path, ids[math.random(#ids)]))
-end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH {"requests":%d,"us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,' ..
-    '"timeout":%d,"p50":%d,"p99":%d}\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
 
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-class Processes:
-    """Child processes, each in its own session, all stopped by :meth:`stop_all`."""
-
-    def __init__(self) -> None:
-        self._children: list[subprocess.Popen[bytes]] = []
-
-    def start(self, argv: Sequence[str], **options: Any) -> subprocess.Popen[bytes]:
-        """Start a child in a new session (so its own children can be stopped with it)."""
-        process = subprocess.Popen(list(argv), start_new_session=True, **options)
-        self._children.append(process)
-        return process
-
-    def stop_all(self) -> None:
-        """SIGTERM each child's process group, then SIGKILL what is left after a grace time."""
-        for process in self._children:
-            if process.poll() is None:
-                _signal_group(process, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for process in self._children:
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
-                process.wait()
-        self._children.clear()
-
-
-def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
-    try:
-        os.killpg(process.pid, sig)  # the child's own session: pgid == its pid
-    except ProcessLookupError:
-        pass
-
-
-def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    """Wait until ``url`` answers 200 (or fail if the server process died)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
-
-
-def start_redis(procs: Processes, work: Path) -> tuple[str, redis.Redis]:
-    """A private redis-server without persistence; returns its URL and a client."""
-    port = free_port()
-    executable = shutil.which("redis-server") or "/usr/bin/redis-server"
-    procs.start(
-        [executable, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
-        + ["--dir", str(work)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(host=HOST, port=port)
-    for _ in range(200):
-        try:
-            client.ping()
-            return f"redis://{HOST}:{port}/0", client
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
-
-
-def publish_model(client: redis.Redis, model_dir: Path) -> list[str]:
-    """Publish ``model_dir``; return its article ids."""
-    from models.artifact import load_model
-    from service.redis.publish import publish
-
-    loaded = load_model(model_dir)
-    result = publish(client, loaded)
-    print(f"published {result.version}: {result.articles} articles in {result.seconds:.1f} s")
-    return [article.id for article in loaded.articles]
-
-
-def store_payload(redis_url: str, client: redis.Redis, ids: Sequence[str]) -> int:
+def store_payload(redis_url: str, client: Client, ids: Sequence[str]) -> int:
     """Store the median-sized /related answer (k=6) of 301 random ids as the bare payload."""
     from service import create_app
 
@@ -189,220 +73,6 @@ def store_payload(redis_url: str, client: redis.Redis, ids: Sequence[str]) -> in
     payload = bodies[len(bodies) // 2]
     client.set(PAYLOAD_KEY, payload)
     return len(payload)
-
-
-def start_gunicorn(
-    procs: Processes, app: str, env: dict[str, str], args: argparse.Namespace, log: Path
-) -> tuple[str, subprocess.Popen[bytes]]:
-    """gunicorn with the repo's gunicorn.conf.py on a free loopback port."""
-    port = free_port()
-    argv = [sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py")]
-    argv += ["--bind", f"{HOST}:{port}", "--workers", str(args.workers)]
-    argv += ["--threads", str(args.threads), app]
-    with log.open("ab") as out:
-        process = procs.start(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    return f"http://{HOST}:{port}", process
-
-
-@dataclass
-class WrkResult:
-    """One wrk run."""
-
-    rps: float
-    requests: int
-    errors: int
-    p50_ms: float
-    p99_ms: float
-    # Server CPU (gunicorn master and workers, redis-server) per request, microseconds.
-    cpu_us: float = float("nan")
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _family(pid: int) -> list[int]:
-    """``pid`` and its children (gunicorn's workers), from /proc."""
-    out = [pid]
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        out += [int(child) for child in task.read_text().split()]
-    return out
-
-
-def server_cpu_seconds(pids: Sequence[int]) -> float:
-    """User + system CPU seconds used so far by ``pids`` and their children (Linux /proc)."""
-    total = 0
-    for pid in {p for root in pids for p in _family(root)}:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # a recycled worker: its CPU is lost to the count, rarely
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / _CLOCK_TICKS
-
-
-def run_wrk(
-    base: str, path: str, ids_file: Path, script: Path, args: argparse.Namespace, seconds: int
-) -> WrkResult:
-    """Closed-loop maximum throughput with wrk."""
-    # The Lua side formats with %s; paths here are str.format templates.
-    env = {**os.environ, "BENCH_IDS": str(ids_file), "BENCH_PATH": path.replace("{}", "%s")}
-    argv = ["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections)]
-    argv += ["-d", f"{seconds}s", "--timeout", "5s", "-s", str(script), base]
-    # wrk stops itself after -d; the timeout only catches a wedged run.
-    out = subprocess.run(
-        argv, env=env, capture_output=True, text=True, timeout=seconds + 30, check=True
-    ).stdout
-    match = re.search(r"^BENCH (\{.*\})$", out, re.MULTILINE)
-    if match is None:
-        raise RuntimeError(f"no summary in wrk output:\n{out}")
-    data = json.loads(match.group(1))
-    errors = sum(data[k] for k in ("connect", "read", "write", "status", "timeout"))
-    if errors:
-        print(f"wrk errors against {base}{path}: {data}", file=sys.stderr)
-    return WrkResult(
-        rps=data["requests"] / (data["us"] / 1e6),
-        requests=data["requests"],
-        errors=errors,
-        p50_ms=data["p50"] / 1000,
-        p99_ms=data["p99"] / 1000,
-    )
-
-
-@dataclass
-class RateResult:
-    """One fixed-rate run."""
-
-    rate: float
-    sent: int
-    errors: int
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-
-
-def run_fixed_rate(
-    base: str, path: str, ids: Sequence[str], rate: float, seconds: float, connections: int
-) -> RateResult:
-    """Open loop: request i is due at start + i/rate; latency counts from that due time.
-
-    One thread drives up to ``connections`` sockets through a selector, with raw HTTP/1.1 bytes
-    and a minimal response parser: an earlier version (a thread per connection on
-    ``http.client``) spent about half a core on the GIL and header parsing at 1,000 req/s on
-    a 2-core box, and its own queueing showed up as server latency. A request due while every
-    connection is busy waits for one, its wait counted (no coordinated omission).
-    """
-    host, port_text = base.removeprefix("http://").split(":")
-    address = (host, int(port_text))
-    total = int(rate * seconds)
-    rng = random.Random(0)
-    selector = selectors.DefaultSelector()
-    free: deque[socket.socket] = deque()
-    busy: dict[socket.socket, tuple[float, bytearray]] = {}
-    waiting: deque[float] = deque()
-    latencies: list[float] = []
-    errors = 0
-
-    def connect() -> socket.socket:
-        sock = socket.create_connection(address, timeout=5)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setblocking(False)
-        return sock
-
-    def retire(sock: socket.socket) -> None:
-        selector.unregister(sock)
-        sock.close()
-        free.append(connect())
-
-    for _ in range(max(1, connections)):
-        free.append(connect())
-    start = time.perf_counter() + 0.2
-    # Bounded: answers still missing this long after the last request was due are errors.
-    hard_stop = start + seconds + 10
-    issued = 0
-    while True:
-        now = time.perf_counter()
-        while issued < total and start + issued / rate <= now:
-            waiting.append(start + issued / rate)
-            issued += 1
-        while waiting and free:
-            sock = free.popleft()
-            due = waiting.popleft()
-            request = f"GET {path.format(rng.choice(ids))} HTTP/1.1\r\nHost: {host}\r\n\r\n"
-            try:
-                sock.send(request.encode())
-            except OSError:
-                errors += 1
-                sock.close()
-                free.append(connect())
-                continue
-            busy[sock] = (due, bytearray())
-            selector.register(sock, selectors.EVENT_READ)
-        if issued >= total and not waiting and not busy:
-            break
-        if now > hard_stop:
-            errors += len(busy) + len(waiting) + (total - issued)
-            break
-        timeout = 0.05 if issued >= total else max(0.0, min(0.05, start + issued / rate - now))
-        for key, _ in selector.select(timeout):
-            sock = key.fileobj  # type: ignore[assignment]
-            due, buffer = busy[sock]
-            try:
-                chunk = sock.recv(65536)
-            except OSError:
-                chunk = b""
-            if not chunk:  # closed before a whole answer: an error, reconnect
-                errors += 1
-                del busy[sock]
-                retire(sock)
-                continue
-            buffer += chunk
-            head_end = buffer.find(b"\r\n\r\n")
-            if head_end < 0:
-                continue
-            head = bytes(buffer[:head_end]).decode("latin-1").lower()
-            length = re.search(r"\r\ncontent-length: *(\d+)", head)
-            if length is None or len(buffer) < head_end + 4 + int(length.group(1)):
-                continue  # no length (never sent by these apps) waits for the hard stop
-            latencies.append(time.perf_counter() - due)
-            if not head.startswith("http/1.1 200"):
-                errors += 1
-            del busy[sock]
-            # gunicorn's sync workers close every connection after its answer.
-            if "\r\nconnection: close" in head:
-                retire(sock)
-            else:
-                selector.unregister(sock)
-                free.append(sock)
-    for sock in [*free, *busy]:
-        sock.close()
-    selector.close()
-    latencies.sort()
-    if not latencies:
-        raise RuntimeError(f"fixed-rate run against {base} got no answers")
-
-    def pct(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
-
-    return RateResult(rate, len(latencies), errors, pct(0.50), pct(0.99), latencies[-1] * 1000)
-
-
-@contextmanager
-def interrupts_as_exceptions() -> Iterator[None]:
-    """SIGTERM/SIGHUP raise KeyboardInterrupt, so the cleanup in ``finally`` always runs."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def verdict(ok: bool) -> str:
-    return "pass" if ok else "FAIL"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -430,17 +100,20 @@ def main(argv: list[str] | None = None) -> int:
     procs = Processes()
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp, interrupts_as_exceptions():
         work = Path(tmp)
+        redis_server = RedisServer(work)
         try:
-            return _run(args, procs, work)
+            redis_server.start()
+            return _run(args, procs, redis_server, work)
         except KeyboardInterrupt:
             print("interrupted: stopping servers", file=sys.stderr)
             return 130
         finally:
             procs.stop_all()
+            redis_server.stop()
 
 
-def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
-    redis_url, client = start_redis(procs, work)
+def _run(args: argparse.Namespace, procs: Processes, redis_server: RedisServer, work: Path) -> int:
+    redis_url, client = redis_server.url, redis_server.client(timeout=60)
     ids = publish_model(client, args.model)
     payload_size = store_payload(redis_url, client, ids)
     print(f"bare payload: {payload_size} bytes (median /related answer, k=6)")
@@ -451,32 +124,39 @@ def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
     script = work / "random.lua"
     script.write_text(WRK_SCRIPT)
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECS_", "BENCH_"))}
-    env.update(RECS_REDIS_URL=redis_url, RECS_LOG_LEVEL="warning")
-    env.update(BENCH_REDIS_URL=redis_url, BENCH_PAYLOAD_KEY=PAYLOAD_KEY)
     apps = {}
     servers: dict[str, list[int]] = {}
-    redis_pid = int(client.info("server")["process_id"])
     for name, target, ready in (
         ("api", "service:create_app()", "/readyz"),
         ("bare", "benchmarks.bench_bare_app:create_app()", BARE_PATH.format(ids[0])),
     ):
-        app_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(work / f"prom-{name}")}
-        base, process = start_gunicorn(procs, target, app_env, args, work / f"{name}.log")
-        wait_http(base + ready, process)
+        settings = {"REDIS_URL": redis_url, "LOG_LEVEL": "warning"}
+        env = api_env(settings, prometheus_dir=work / f"prom-{name}")
+        env.update(BENCH_REDIS_URL=redis_url, BENCH_PAYLOAD_KEY=PAYLOAD_KEY)
+        with (work / f"{name}.log").open("ab") as log:
+            base, process = start_gunicorn(
+                procs,
+                env,
+                app=target,
+                workers=args.workers,
+                threads=args.threads,
+                stdout=log,
+                ready=ready,
+            )
         apps[name] = base
-        servers[name] = [process.pid, redis_pid]
+        servers[name] = [process.pid, redis_server.pid]
     print(f"servers up: {apps}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
 
+    wrk = partial(run_wrk, threads=args.wrk_threads, connections=args.connections)
     # Warm-up: imports, Lua script loading, connection pools in every worker.
     for name, path in (("bare", BARE_PATH), ("api", RELATED_PATH)):
-        run_wrk(apps[name], path, all_ids, script, args, 3)
+        wrk(apps[name], path, all_ids, script, seconds=3)
 
     def measured(name: str, path: str, ids_file: Path) -> WrkResult:
         # CPU per request as well as req/s: on a shared box the other load moves req/s a lot
         # between runs, while the server's own CPU cost of a request stays put.
         before = server_cpu_seconds(servers[name])
-        result = run_wrk(apps[name], path, ids_file, script, args, args.duration)
+        result = wrk(apps[name], path, ids_file, script, seconds=args.duration)
         used = server_cpu_seconds(servers[name]) - before
         result.cpu_us = used / max(1, result.requests) * 1e6
         return result
