@@ -270,7 +270,14 @@ def start_gunicorn(
     process = procs.start(argv, cwd=REPO, env=child_env, stdout=stdout, stderr=subprocess.STDOUT)
     base = f"http://{HOST}:{port}"
     if ready is not None:
-        wait_http(base + ready, process)
+        try:
+            wait_http(base + ready, process)
+        except BaseException:
+            # Not ready: stop it here, so a caller whose own cleanup only covers a started
+            # server (a test's try/finally) leaves nothing behind.
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
+            raise
     return Gunicorn(base, process)
 
 
