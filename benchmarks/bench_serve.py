@@ -17,10 +17,11 @@ Phases, per round (bare and API alternate, so machine noise hits both alike):
    article id of the whole corpus, k=6 — with the per-process answer cache this is mostly the
    uncached path (the headline figure);
 2. the same on a small hot set of ids (answers served from the cache): labelled "hot";
-3. fixed rate at half the bare endpoint's max: Debian has no wrk2, so a small open-loop Python
-   generator (one thread, a selector over ``--rate-threads`` sockets) sends requests on a
-   fixed schedule and measures latency from the scheduled send time (no coordinated omission), for
-   ``--rate-duration`` seconds, against the API and the bare endpoint.
+3. fixed rate at half the bare endpoint's max: Debian has no wrk2, so the open-loop generator
+   of benchmarks/load.py (one thread, a selector over ``--rate-threads`` sockets) sends
+   requests on a fixed schedule and measures latency from the scheduled send time (no
+   coordinated omission), for ``--rate-duration`` seconds, against the API and the bare
+   endpoint.
 
 Targets: API req/s >= 0.70 x bare req/s; API p99 < 10 ms at half the bare max rate. All child
 processes are stopped on exit, errors and Ctrl-C.

@@ -6,7 +6,7 @@ Usage::
         [--nn-sample 2000] [--out fragment.md]
 
 For the Reuters corpus and for a synthetic corpus of ``--size`` articles generated from it
-(deterministically, see :func:`synthesise`), in one run:
+(deterministically, see :func:`benchmarks.corpora.synthesise`), in one run:
 
 1. ``recs train`` as a subprocess, end to end (read, fit, top-k, SVD re-rank, save, reload):
    wall time and the child's peak RSS (``os.wait4`` rusage). The child is the ``recs`` click
