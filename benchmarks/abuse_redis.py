@@ -34,6 +34,7 @@ class MemorySampler(threading.Thread):
     def stop(self) -> list[tuple[float, int]]:
         self._stop_event.set()
         self.join(5)
+        self.client.close()
         return [s for s in self.samples if s[1] >= 0]
 
 

@@ -45,6 +45,7 @@ from benchmarks.harness import (
     interrupts_as_exceptions,
     publish_model,
     start_gunicorn,
+    verdict,
 )
 from benchmarks.load import RELATED_PATH, WRK_SCRIPT, run_fixed_rate, run_wrk
 from service.redis.client import Client
@@ -176,10 +177,10 @@ def _run(args: argparse.Namespace, procs: Processes, redis_server: RedisServer, 
     )
     print()
     print(
-        f"ratio {ratio:.2f} (target >= {TARGET_RATIO}): {'pass' if ok_ratio else 'FAIL'};"
+        f"ratio {ratio:.2f} (target >= {TARGET_RATIO}): {verdict(ok_ratio)};"
         f" fixed rate {rate:,.0f} req/s for {args.rate_duration:g} s: p50 {fixed.p50_ms:.2f} ms,"
         f" p99 {fixed.p99_ms:.2f} ms, max {fixed.max_ms:.1f} ms, {fixed.errors} errors"
-        f" (target p99 < {TARGET_P99_MS:g} ms): {'pass' if ok_p99 else 'FAIL'}"
+        f" (target p99 < {TARGET_P99_MS:g} ms): {verdict(ok_p99)}"
     )
     print(
         f"reference, /related at the same fixed rate: p50 {reference.p50_ms:.2f} ms,"

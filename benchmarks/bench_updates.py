@@ -42,7 +42,7 @@ from unittest import mock
 import numpy as np
 
 from benchmarks.corpora import SAMPLE_ARTICLES, fit_without_top_k, synthetic_corpus
-from benchmarks.harness import RedisServer
+from benchmarks.harness import RedisServer, verdict
 from benchmarks.load import percentile
 from models.artifact import load_model, save_model
 from models.config import ModelConfig
@@ -131,13 +131,13 @@ def _run(args: argparse.Namespace, work: Path) -> int:
         f"{percentile(up_ms, 50) * 1000:.1f} | {percentile(up_ms, 99) * 1000:.1f} | "
         f"{max(up_ms) * 1000:.1f} | written per upsert: mean {np.mean(changed):.0f}, max "
         f"{max(changed)}; neighbours' lists holding it: mean {np.mean(held):.1f} | "
-        f"< 1 s | {'pass' if up_ok else 'FAIL'} |"
+        f"< 1 s | {verdict(up_ok)} |"
     )
     for d in deletes:
         print(
             f"| {len(base):,} | delete, enqueue -> gone | 1 | {d['seconds'] * 1000:.1f} | | | "
             f"held by {d['lists']}; after: in {d['still_holding']}, short lists "
-            f"{d['short_lists']} | < 1 s | {'pass' if d['ok'] and d['seconds'] < 1 else 'FAIL'} |"
+            f"{d['short_lists']} | < 1 s | {verdict(d['ok'] and d['seconds'] < 1)} |"
         )
     print()
     print(f"writer in-process thread; peak RSS {rss_mb:,.0f} MB; {sys.version.split()[0]}")
