@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 
+from benchmarks.harness import Processes, api_env, start_gunicorn
 from models.artifact import LoadedModel
 from service import client_address, tokens
 from service.client_address import network_key
@@ -29,7 +26,6 @@ from service.redis import keys, scripts
 from service.redis.client import call
 from service.redis.events import compute_trending, record_event
 from service.store.base import TRENDING_LIMIT, HistorySettings, Reader
-from tests.paths import REPO
 from tests.service_fixtures import (
     ADMIN_TOKEN,
     NOW,
@@ -283,46 +279,17 @@ def test_a_bad_rate_limit_refuses_to_start(published: str, value: object) -> Non
         client_for(published, EVENTS_RATE_LIMIT=value)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def gunicorn_two_workers(published: str, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "RECS_REDIS_URL": published,
-        "RECS_BIND": f"127.0.0.1:{port}",
-        "RECS_WORKERS": "2",
-        "RECS_EVENTS_RATE_LIMIT": "5/minute",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
-    }
-    env.pop("RECS_MODEL_DIR", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "service:create_app()"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    settings = {"REDIS_URL": published, "WORKERS": 2, "EVENTS_RATE_LIMIT": "5/minute"}
+    procs = Processes()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("gunicorn did not start") from None
-                time.sleep(0.2)
+        base, _ = start_gunicorn(
+            procs, api_env(settings, prometheus_dir=tmp_path), ready="/healthz"
+        )
         yield base
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
+        procs.stop_all()
 
 
 def _post(url: str, body: dict[str, Any]) -> int:

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import runpy
 import shlex
 import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,6 +18,7 @@ import redis
 from click.testing import CliRunner
 from flask import Flask
 
+from benchmarks.harness import Processes, api_env, start_gunicorn
 from scripts.common import CliError
 from scripts.serve_cmd import build_app, serve
 from service.store.local import LocalStore
@@ -342,39 +339,14 @@ def test_serve_help() -> None:
 # ------------------------------------------------------------------------------- live server
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def test_gunicorn_serves_the_api(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     """The Dockerfile's command, for real: two workers, embedded mode, stopped with SIGTERM."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECS_")}
-    env.update(
-        RECS_BIND=f"127.0.0.1:{port}",
-        RECS_WORKERS="2",
-        RECS_MODEL_DIR=str(trained_model_dir(tmp_path_factory)),
-        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"),
-    )
-    args = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "service:create_app()"]
-    server = subprocess.Popen(
-        args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    settings = {"WORKERS": 2, "MODEL_DIR": trained_model_dir(tmp_path_factory)}
+    env = api_env(settings, prometheus_dir=tmp_path / "prometheus")
+    procs = Processes()
+    # No flags: the conf file reads RECS_BIND (set by the harness) and RECS_WORKERS.
+    base, server = start_gunicorn(procs, env, stdout=subprocess.PIPE)
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
-                    assert response.status == 200
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
         with urllib.request.urlopen(f"{base}/v1/articles/reuters-1/related?k=2") as response:
             body = json.loads(response.read())
             assert response.headers["Cache-Control"].startswith("public")
@@ -394,5 +366,6 @@ def test_gunicorn_serves_the_api(tmp_path_factory: pytest.TempPathFactory, tmp_p
     finally:
         server.send_signal(signal.SIGTERM)
         output = server.communicate(timeout=40)[0].decode(errors="replace")
+        procs.stop_all()  # only if it did not stop
     assert server.returncode == 0, output
     assert "GET /v1/articles/reuters-1/related" in output  # the access log on stdout

@@ -1,4 +1,5 @@
-"""Redis faults against real redis-server processes this file starts itself (not the shared one).
+"""Redis faults against real redis-server processes this file starts itself (not the shared one),
+with the benchmarks' harness (benchmarks/harness.py: a private server, restartable on its port).
 
 * A hang (SIGSTOP) and a crash (SIGKILL) mid-traffic: every request finishes within the
   timeout, answered from the stale cache (marked) or with a quick 503; ``/readyz`` says
@@ -29,6 +30,7 @@ import pytest
 import redis
 from flask import Flask
 
+from benchmarks.harness import RedisServer
 from models.artifact import LoadedModel, load_model, save_model
 from models.config import ModelConfig
 from models.model import RelatedModel
@@ -38,7 +40,6 @@ from service.redis.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, Circu
 from tests.paths import REPO
 from tests.service_fixtures import corpus_file, loaded_model, redis_app
 
-REDIS_SERVER = "redis-server"
 TIMEOUT = 0.25  # RECS_REDIS_TIMEOUT of the apps under test
 COOLDOWN = 0.4  # RECS_BREAKER_COOLDOWN
 # The worst a request may take: the timeout twice (redis-py retries once), plus slack for a
@@ -47,62 +48,6 @@ REQUEST_BOUND = 4 * TIMEOUT + 1.5
 RELATED = "/v1/articles/{}/related"
 WARM = 12  # articles asked before the fault (their answers are remembered)
 COLD = 4  # articles first asked during the fault (nothing to fall back on)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """One private redis-server; its data survives a restart through ``save()`` (RDB)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        executable = os.environ.get("REDIS_SERVER") or REDIS_SERVER
-        self.process = subprocess.Popen(
-            [executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no", "--dir", str(self.directory), "--dbfilename", "dump.rdb"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = self.client()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if client.ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=5, socket_connect_timeout=5)
-
-    def signal(self, number: int) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, number)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGCONT)  # a stopped process ignores SIGTERM
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import subprocess
 import sys
 import threading
@@ -361,12 +360,12 @@ def test_publish_survives_dropped_connections(
 def test_redis_dying_mid_publish_leaves_the_live_version(
     tmp_path: Path, models: dict[str, LoadedModel]
 ) -> None:
-    from scripts.bench_publish import free_port, start_server
+    from benchmarks.harness import RedisServer
 
-    executable = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = free_port()
     # A private server with an append-only file, so it can die and come back with its data.
-    server = start_server(executable, port, tmp_path, appendonly=True)
+    server = RedisServer(tmp_path, appendonly=True)
+    server.start()
+    port = server.port
     # As the CLI builds it: no client-side retries under publish's own.
     client = redis.Redis(port=port, socket_timeout=2, retry=Retry(NoBackoff(), 0))
     try:
@@ -380,7 +379,7 @@ def test_redis_dying_mid_publish_leaves_the_live_version(
         with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
             publish.publish(client, b, batch=100, on_batch=shutdown)
         server.wait(timeout=10)
-        server = start_server(executable, port, tmp_path, appendonly=True)
+        server.start()  # same port, same append-only file
         # The live version is untouched; b's partial keys are marked for the next sweep.
         assert versions.current_version(client) == a.version
         assert client.zscore(keys.PUBLISHING, b.version) is not None
@@ -390,8 +389,7 @@ def test_redis_dying_mid_publish_leaves_the_live_version(
         result = publish.publish(client, models["c"])
         assert result.cleaned == [b.version] and version_keys(client, b.version) == []
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        server.stop()
         client.close()
 
 

@@ -2,21 +2,22 @@
 
 Usage::
 
-    python scripts/bench_foryou.py --model DIR [--duration 15] [--connections 16] [--workers 2]
+    python -m benchmarks.bench_foryou --model DIR [--duration 15] [--connections 16] [--workers 2]
         [--threads 1] [--rounds 2] [--rate-duration 10] [--events 5000]
         [--row-cache-size N] [--json OUT]
 
-Reuses scripts/bench_serve.py's machinery: a private redis-server, the model published to it,
-one gunicorn of the API with the repo's ``gunicorn.conf.py`` and ``PROMETHEUS_MULTIPROC_DIR``.
+With benchmarks/harness.py: a private redis-server, the model published to it, one gunicorn of
+the API with the repo's ``gunicorn.conf.py``, ``PROMETHEUS_MULTIPROC_DIR`` and the rate limits
+off (the benchmark measures the route, not the limiter).
 Before measuring, ``--events`` reader events (article ids drawn Zipf-like, so a few are hot)
 are recorded, so trending exists and every recommendation pays for the popularity prior.
 Per round, alternating: ``wrk`` max throughput on ``/related`` (random article, k=6) and on
 ``/recommendations`` (a random 20-item history of the corpus, k=6; 2,000 pre-drawn histories).
 Then the open-loop fixed-rate generator at half the recommendations max rate, on
 ``/recommendations`` and (for reference: how much of the tail is the machine) on ``/related``
-at the same rate. Server settings
-are the app defaults (both endpoints' per-process caches on) unless ``--row-cache-size`` sets
-``RECS_ROW_CACHE_SIZE`` (0: for-you reads Redis on every request).
+at the same rate. Server settings are the app defaults otherwise (both endpoints' per-process
+caches on) unless ``--row-cache-size`` sets ``RECS_ROW_CACHE_SIZE`` (0: for-you reads Redis on
+every request).
 
 Targets: recommendations req/s >= 0.50 x /related req/s; p99 < 20 ms at half that load.
 """
@@ -33,26 +34,24 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
-from typing import Any
 
-import redis
-
-from scripts.bench_serve import (
-    WRK_SCRIPT,
+from benchmarks.harness import (
+    NO_RATE_LIMITS,
     Processes,
+    RedisServer,
+    api_env,
     interrupts_as_exceptions,
     publish_model,
-    run_fixed_rate,
-    run_wrk,
     start_gunicorn,
-    start_redis,
-    wait_http,
+    verdict,
 )
-from service.redis import keys
+from benchmarks.load import RELATED_PATH, WRK_SCRIPT, run_fixed_rate, run_wrk
+from service.redis.client import Client
 from service.redis.events import HistorySettings, Reader, record_event
+from service.redis.versions import current_version
 
-RELATED_PATH = "/v1/articles/{}/related?k=6"
 FORYOU_PATH = "/v1/recommendations?k=6&history={}"
 HISTORY_LENGTH = 20
 HISTORIES = 2000
@@ -86,31 +85,34 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("wrk is not installed (apt-get install wrk)")
     procs = Processes()
     with tempfile.TemporaryDirectory(prefix="bench-foryou-") as tmp, interrupts_as_exceptions():
+        redis_server = RedisServer(Path(tmp))
         try:
-            return _run(args, procs, Path(tmp))
+            redis_server.start()
+            return _run(args, procs, redis_server, Path(tmp))
         except KeyboardInterrupt:
             print("interrupted: stopping servers", file=sys.stderr)
             return 130
         finally:
             procs.stop_all()
+            redis_server.stop()
 
 
-def record_events(client: redis.Redis, ids: list[str], count: int) -> None:
+def record_events(client: Client, ids: list[str], count: int) -> None:
     """``count`` view events now, ids drawn Zipf-like (weight 1 / rank) from a shuffled corpus."""
     rng = random.Random(5)
     ranked = rng.sample(ids, len(ids))
     weights = [1.0 / rank for rank in range(1, len(ranked) + 1)]
     settings = HistorySettings()
     now = time.time()
-    current: Any = client.get(keys.CURRENT)
-    version = current.decode()
+    version = current_version(client)
+    assert version is not None, "no model published"
     # Trending counts readers: each event from its own anonymous reader.
     for n, article_id in enumerate(rng.choices(ranked, weights=weights, k=count)):
         record_event(client, version, article_id, Reader("a", f"bench-{n}"), now, settings)
 
 
-def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
-    redis_url, client = start_redis(procs, work)
+def _run(args: argparse.Namespace, procs: Processes, redis_server: RedisServer, work: Path) -> int:
+    client = redis_server.client(timeout=60)
     ids = publish_model(client, args.model)
     rng = random.Random(11)
     histories = [",".join(rng.sample(ids, HISTORY_LENGTH)) for _ in range(HISTORIES)]
@@ -121,25 +123,29 @@ def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
     script.write_text(WRK_SCRIPT)
 
     record_events(client, ids, args.events)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECS_", "BENCH_"))}
-    env.update(RECS_REDIS_URL=redis_url, RECS_LOG_LEVEL="warning")
+    settings: dict[str, str | int] = {
+        "REDIS_URL": redis_server.url,
+        "LOG_LEVEL": "warning",
+        **NO_RATE_LIMITS,
+    }
     if args.row_cache_size is not None:
-        env["RECS_ROW_CACHE_SIZE"] = str(args.row_cache_size)
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(work / "prom")
-    base, process = start_gunicorn(procs, "service:create_app()", env, args, work / "api.log")
-    wait_http(base + "/readyz", process)
+        settings["ROW_CACHE_SIZE"] = args.row_cache_size
+    env = api_env(settings, prometheus_dir=work / "prom")
+    with (work / "api.log").open("ab") as log:
+        base, _ = start_gunicorn(procs, env, workers=args.workers, threads=args.threads, stdout=log)
     print(
         f"server up: {base}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f};"
         f" {args.events:,} trending events; row cache"
         f" {'default' if args.row_cache_size is None else args.row_cache_size}"
     )
+    wrk = partial(run_wrk, threads=args.wrk_threads, connections=args.connections)
     for path, file in ((RELATED_PATH, id_file), (FORYOU_PATH, history_file)):
-        run_wrk(base, path, file, script, args, 3)  # warm-up
+        wrk(base, path, file, script, seconds=3)  # warm-up
 
     related, foryou = [], []
     for number in range(1, args.rounds + 1):
-        related.append(run_wrk(base, RELATED_PATH, id_file, script, args, args.duration))
-        foryou.append(run_wrk(base, FORYOU_PATH, history_file, script, args, args.duration))
+        related.append(wrk(base, RELATED_PATH, id_file, script, seconds=args.duration))
+        foryou.append(wrk(base, FORYOU_PATH, history_file, script, seconds=args.duration))
         print(
             f"round {number}: /related {related[-1].rps:,.0f} req/s,"
             f" /recommendations {foryou[-1].rps:,.0f} req/s"
@@ -171,10 +177,10 @@ def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
     )
     print()
     print(
-        f"ratio {ratio:.2f} (target >= {TARGET_RATIO}): {'pass' if ok_ratio else 'FAIL'};"
+        f"ratio {ratio:.2f} (target >= {TARGET_RATIO}): {verdict(ok_ratio)};"
         f" fixed rate {rate:,.0f} req/s for {args.rate_duration:g} s: p50 {fixed.p50_ms:.2f} ms,"
         f" p99 {fixed.p99_ms:.2f} ms, max {fixed.max_ms:.1f} ms, {fixed.errors} errors"
-        f" (target p99 < {TARGET_P99_MS:g} ms): {'pass' if ok_p99 else 'FAIL'}"
+        f" (target p99 < {TARGET_P99_MS:g} ms): {verdict(ok_p99)}"
     )
     print(
         f"reference, /related at the same fixed rate: p50 {reference.p50_ms:.2f} ms,"

@@ -2,11 +2,11 @@
 
 Usage::
 
-    python scripts/bench_updates.py [SOURCE.jsonl] [--articles 100000] [--upserts 1000]
+    python -m benchmarks.bench_updates [SOURCE.jsonl] [--articles 100000] [--upserts 1000]
         [--delete-lists 200] [--deletes 3] [--json OUT]
 
 One run: a private redis-server (no persistence); a ~100,000-article corpus generated from real
-articles exactly as ``scripts/bench_incremental.py`` does (``synthetic_corpus``); the model
+articles exactly as ``benchmarks/bench_incremental.py`` does (``benchmarks.corpora``); the model
 fitted, its incremental index built and its lists published; then the real update writer
 (:class:`service.redis.writer.Writer`, what ``recs worker`` runs) applies the queue in a thread, and
 this script acts as the API does for ``PUT``/``DELETE /v1/articles/<id>``:
@@ -41,25 +41,18 @@ from unittest import mock
 
 import numpy as np
 
-# Run from a checkout without installing: the repository root holds the packages.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from models.artifact import load_model, save_model  # noqa: E402
-from models.config import ModelConfig  # noqa: E402
-from models.incremental import IncrementalIndex  # noqa: E402
-from models.model import RelatedModel  # noqa: E402
-from models.records import read_articles  # noqa: E402
-from scripts.bench_incremental import (  # noqa: E402
-    DEFAULT_SOURCE,
-    _empty_top_k,
-    percentile_ms,
-    synthetic_corpus,
-)
-from scripts.bench_serve import Processes, start_redis  # noqa: E402
-from service.redis import queue as updates  # noqa: E402
-from service.redis.publish import publish  # noqa: E402
-from service.redis.store import RedisStore  # noqa: E402
-from service.redis.writer import Writer  # noqa: E402
+from benchmarks.corpora import SAMPLE_ARTICLES, fit_without_top_k, synthetic_corpus
+from benchmarks.harness import RedisServer, verdict
+from benchmarks.load import percentile
+from models.artifact import load_model, save_model
+from models.config import ModelConfig
+from models.incremental import IncrementalIndex
+from models.records import Article, read_articles
+from service.redis import queue as updates
+from service.redis.client import Client
+from service.redis.publish import publish
+from service.redis.store import RedisStore
+from service.redis.writer import Writer
 
 WAIT_S = 30.0  # an ack later than this counts as a failure
 
@@ -75,31 +68,25 @@ def _lists_holding(index: IncrementalIndex, article_id: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print a markdown table; return 0 if both targets are met."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("source", nargs="?", type=Path, default=DEFAULT_SOURCE)
+    parser.add_argument("source", nargs="?", type=Path, default=SAMPLE_ARTICLES)
     parser.add_argument("--articles", type=int, default=100_000)
     parser.add_argument("--upserts", type=int, default=1000)
     parser.add_argument("--deletes", type=int, default=3)
     parser.add_argument("--delete-lists", type=int, default=200)
     parser.add_argument("--json", type=Path, help="Also write the raw figures here.")
     args = parser.parse_args(argv)
-    procs = Processes()
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-updates-") as tmp:
-            return _run(args, procs, Path(tmp))
-    finally:
-        procs.stop_all()
+    with tempfile.TemporaryDirectory(prefix="bench-updates-") as tmp:
+        return _run(args, Path(tmp))
 
 
-def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
+def _run(args: argparse.Namespace, work: Path) -> int:
     sources = read_articles([args.source]).articles
     corpus = synthetic_corpus(sources, args.articles + args.upserts)
     base, new = corpus[: args.articles], corpus[args.articles :]
     print(f"corpus: {len(base):,} + {len(new):,} articles from {args.source}", flush=True)
 
     started = time.perf_counter()
-    # The index computes every pool itself; the model's own top-k pass would be thrown away.
-    with mock.patch("models.model.top_k", _empty_top_k):
-        model = RelatedModel(config=ModelConfig()).fit(base)
+    model = fit_without_top_k(ModelConfig(), base)
     save_model(model, base, work / "model")
     loaded = load_model(work / "model")
     print(f"fit + save: {time.perf_counter() - started:.1f} s", flush=True)
@@ -107,26 +94,27 @@ def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
     index = IncrementalIndex.from_model(loaded.model)
     print(f"index: {time.perf_counter() - started:.1f} s", flush=True)
     live = index.to_loaded(loaded)
-    redis_url, client = start_redis(procs, work)
-    started = time.perf_counter()
-    publish(client, live)
-    print(f"publish: {time.perf_counter() - started:.1f} s", flush=True)
-    version, k = live.version, index.k
-    store = RedisStore(redis_url)
+    with RedisServer(work) as redis_server:
+        client = redis_server.client(timeout=60)
+        started = time.perf_counter()
+        publish(client, live)
+        print(f"publish: {time.perf_counter() - started:.1f} s", flush=True)
+        version, k = live.version, index.k
+        store = RedisStore(redis_server.url)
 
-    stop = threading.Event()
-    with (
-        mock.patch("service.redis.writer.IncrementalIndex.from_model", lambda _model: index),
-        Writer(client, lambda _version: live, block_ms=200) as writer,
-    ):
-        thread = threading.Thread(target=writer.run, args=(stop,), daemon=True)
-        thread.start()
-        try:
-            upserts = _upserts(client, store, version, new)
-            deletes = _deletes(client, store, version, index, k, args)
-        finally:
-            stop.set()
-            thread.join(30)
+        stop = threading.Event()
+        with (
+            mock.patch("service.redis.writer.IncrementalIndex.from_model", lambda _model: index),
+            Writer(client, lambda _version: live, block_ms=200) as writer,
+        ):
+            thread = threading.Thread(target=writer.run, args=(stop,), daemon=True)
+            thread.start()
+            try:
+                upserts = _upserts(client, store, version, new)
+                deletes = _deletes(client, store, version, index, k, args)
+            finally:
+                stop.set()
+                thread.join(30)
 
     up_ms = [u["seconds"] for u in upserts]
     del_ms = [d["seconds"] for d in deletes]
@@ -140,16 +128,16 @@ def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
     changed = [u["changed"] for u in upserts]
     print(
         f"| {len(base):,} | upsert, enqueue -> visible | {len(up_ms)} | "
-        f"{percentile_ms(up_ms, 50):.1f} | {percentile_ms(up_ms, 99):.1f} | "
+        f"{percentile(up_ms, 50) * 1000:.1f} | {percentile(up_ms, 99) * 1000:.1f} | "
         f"{max(up_ms) * 1000:.1f} | written per upsert: mean {np.mean(changed):.0f}, max "
         f"{max(changed)}; neighbours' lists holding it: mean {np.mean(held):.1f} | "
-        f"< 1 s | {'pass' if up_ok else 'FAIL'} |"
+        f"< 1 s | {verdict(up_ok)} |"
     )
     for d in deletes:
         print(
             f"| {len(base):,} | delete, enqueue -> gone | 1 | {d['seconds'] * 1000:.1f} | | | "
             f"held by {d['lists']}; after: in {d['still_holding']}, short lists "
-            f"{d['short_lists']} | < 1 s | {'pass' if d['ok'] and d['seconds'] < 1 else 'FAIL'} |"
+            f"{d['short_lists']} | < 1 s | {verdict(d['ok'] and d['seconds'] < 1)} |"
         )
     print()
     print(f"writer in-process thread; peak RSS {rss_mb:,.0f} MB; {sys.version.split()[0]}")
@@ -158,7 +146,9 @@ def _run(args: argparse.Namespace, procs: Processes, work: Path) -> int:
     return 0 if up_ok and del_ok else 1
 
 
-def _upserts(client: Any, store: RedisStore, version: str, new: list[Any]) -> list[dict[str, Any]]:
+def _upserts(
+    client: Client, store: RedisStore, version: str, new: list[Article]
+) -> list[dict[str, Any]]:
     out = []
     for number, article in enumerate(new, start=1):
         started = time.perf_counter()
@@ -187,7 +177,7 @@ def _upserts(client: Any, store: RedisStore, version: str, new: list[Any]) -> li
 
 
 def _deletes(
-    client: Any,
+    client: Client,
     store: RedisStore,
     version: str,
     index: IncrementalIndex,
