@@ -15,7 +15,7 @@ from setuptools import find_packages
 
 from benchmarks.harness import NO_RATE_LIMITS, Processes, RedisServer, api_env, free_port
 from benchmarks.load import percentile
-from tests.conftest import REPO
+from tests.paths import REPO
 
 BENCHMARKS = sorted(
     path.stem for path in (REPO / "benchmarks").glob("bench_*.py") if path.stem != "bench_bare_app"
