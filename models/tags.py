@@ -1,9 +1,8 @@
-"""Tag normalisation and IDF-weighted tag vectors."""
+"""Tag aliases, glued-tag splitting and IDF-weighted tag vectors (folding: models/tagnorm.py)."""
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -12,17 +11,11 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-_PUNCT = re.compile(r"[\W_]+", re.UNICODE)
+from models.tagnorm import normalize_tag
+
 # A lower-case letter (or digit) followed by an upper-case one: where scraped tag lists that lost
 # their separators ("Joe BidenKamala Harris") glued two tags together.
 _CASE_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-
-
-def normalize_tag(tag: str) -> str:
-    """Case-fold, strip accents, and fold punctuation and whitespace to single spaces."""
-    folded = unicodedata.normalize("NFKD", tag.casefold())
-    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
-    return _PUNCT.sub(" ", folded).strip()
 
 
 def load_aliases(path: str | Path) -> dict[str, str]:

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.tags import TagVectorizer, load_aliases, normalize_tag, split_glued
+from models.tagnorm import normalize_tag
+from models.tags import TagVectorizer, load_aliases, split_glued
 
 # The tag line of a real page (shared/seed-article.txt), scraped without separators.
 SEED_TAG_LINE = (
