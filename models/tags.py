@@ -202,6 +202,17 @@ class TagVectorizer:
         norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel() + self.smoothing**2)
         return sp.csr_matrix(sp.diags(1.0 / norms) @ matrix)
 
+    def tag_keys(self, tags: Iterable[str]) -> list[str]:
+        """An article's normalised tags that carry weight, most specific (highest IDF) first.
+
+        The one rule behind every stored ``tag_keys`` (publish, the update writer, embedded
+        mode), so both serving modes show the same shared tags. The sort is stable: equal
+        weights keep the article's own tag order.
+        """
+        weighted = [(tag, self.weight(tag)) for tag in self.analyze(tags, self.vocabulary_)]
+        ordered = sorted((pair for pair in weighted if pair[1] > 0), key=lambda pair: -pair[1])
+        return [tag for tag, _ in ordered]
+
     def weight(self, tag: str) -> float:
         """IDF weight of one (normalised) tag; 0 for an unknown one."""
         col = self.vocabulary_.get(tag)

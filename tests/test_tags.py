@@ -113,6 +113,17 @@ def test_idf_site_wide_tag_weighs_nothing_and_rare_tags_weigh_most() -> None:
     np.testing.assert_allclose(np.linalg.norm(rows, axis=1), [1, 1, 1, 0])
 
 
+def test_tag_keys_most_specific_first_weightless_and_unknown_dropped() -> None:
+    tag_lists = [["sheet", "ukraine"], ["sheet", "ukraine"], ["sheet", "crimea"], ["sheet"]]
+    tag_lists += [["Kyiv", "sheet"], ["Odesa", "sheet"]]
+    vec = TagVectorizer(aliases={"kiev": "kyiv"}).fit(tag_lists)
+    # "sheet" (on every article) weighs nothing; an unknown tag has no weight either.
+    assert vec.tag_keys(["Sheet", "Ukraine", "CRIMEA", "Mars"]) == ["crimea", "ukraine"]
+    # Equal weights keep the article's own order; aliases resolve; duplicates fold.
+    assert vec.tag_keys(["Odesa", "Kiev", "kyiv"]) == ["odesa", "kyiv"]
+    assert vec.tag_keys(["Kiev", "Odesa"]) == ["kyiv", "odesa"]
+
+
 def test_max_df_and_min_df_prune() -> None:
     vec = TagVectorizer(min_df=2, max_df=0.5).fit([["a", "b"], ["a", "c"], ["a", "c"], ["d"]])
     assert list(vec.vocabulary_) == ["c"]

@@ -23,9 +23,7 @@ import numpy as np
 import redis
 
 from models.artifact import LoadedModel, source_as_of
-from models.model import RelatedModel
 from models.ranking import published_timestamp
-from models.records import Article
 from service.redis import keys
 from service.redis.client import execute, text, with_retry
 from service.redis.keys import utc_now
@@ -267,21 +265,6 @@ def trim_updates(client: redis.Redis, margin_s: float = UPDATES_TRIM_MARGIN_S) -
 # Publishing.
 
 
-def article_tag_keys(model: RelatedModel, article: Article) -> list[str]:
-    """One article's normalised tags that carry weight in the model, highest IDF first."""
-    tags = model.tags_
-    analyzed = tags.analyze(article.tags, tags.vocabulary_)
-    weighted = [(tag, tags.weight(tag)) for tag in analyzed]
-    # Stable sort: equal weights keep the article's own tag order.
-    ordered = sorted((p for p in weighted if p[1] > 0), key=lambda p: -p[1])
-    return [tag for tag, _ in ordered]
-
-
-def tag_keys(loaded: LoadedModel) -> list[list[str]]:
-    """Each article's :func:`article_tag_keys` (the incremental writer shares the helper)."""
-    return [article_tag_keys(loaded.model, article) for article in loaded.articles]
-
-
 def _batches(loaded: LoadedModel, batch: int) -> Iterator[tuple[int, list[bytes], list[bytes]]]:
     """Yield ``(first_row, neighbour blobs, meta blobs)`` per batch of rows."""
     model = loaded.model
@@ -289,7 +272,7 @@ def _batches(loaded: LoadedModel, batch: int) -> Iterator[tuple[int, list[bytes]
     scores = keys.quantize_scores(np.asarray(model.scores_, dtype=np.float32))
     # Lists are -1 padded at the end: only the valid prefix is stored.
     counts = (neighbours >= 0).sum(axis=1)
-    tag_lists = tag_keys(loaded)
+    tag_lists = [model.tags_.tag_keys(article.tags) for article in loaded.articles]
     n = len(loaded.articles)
     for start in range(0, n, batch):
         stop = min(start + batch, n)

@@ -32,7 +32,6 @@ from service.redis import keys
 from service.redis.client import RETRIES, RETRY_BASE_DELAY, TRANSIENT, text, with_retry
 from service.redis.keys import utc_now
 from service.redis.lock import TokenLock
-from service.redis.publish import article_tag_keys
 from service.redis.queue import ACK_TTL_S
 
 log = logging.getLogger(__name__)
@@ -502,7 +501,7 @@ class Writer:
             article.published_at,
             article.image_url,
             article.tags,
-            article_tag_keys(state.loaded.model, article),
+            state.loaded.model.tags_.tag_keys(article.tags),
         )
         commands.append(lambda p: p.set(keys.meta_key(version, row), meta))
         stamp = published_timestamp(article.published_at)
