@@ -1,9 +1,8 @@
-"""Tag normalisation and IDF-weighted tag vectors."""
+"""Tag aliases, glued-tag splitting and IDF-weighted tag vectors (folding: models/tagnorm.py)."""
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -12,17 +11,11 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-_PUNCT = re.compile(r"[\W_]+", re.UNICODE)
+from models.tagnorm import normalize_tag
+
 # A lower-case letter (or digit) followed by an upper-case one: where scraped tag lists that lost
 # their separators ("Joe BidenKamala Harris") glued two tags together.
 _CASE_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-
-
-def normalize_tag(tag: str) -> str:
-    """Case-fold, strip accents, and fold punctuation and whitespace to single spaces."""
-    folded = unicodedata.normalize("NFKD", tag.casefold())
-    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
-    return _PUNCT.sub(" ", folded).strip()
 
 
 def load_aliases(path: str | Path) -> dict[str, str]:
@@ -208,6 +201,17 @@ class TagVectorizer:
             return normalize(matrix, norm="l2", copy=False)
         norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel() + self.smoothing**2)
         return sp.csr_matrix(sp.diags(1.0 / norms) @ matrix)
+
+    def tag_keys(self, tags: Iterable[str]) -> list[str]:
+        """An article's normalised tags that carry weight, most specific (highest IDF) first.
+
+        The one rule behind every stored ``tag_keys`` (publish, the update writer, embedded
+        mode), so both serving modes show the same shared tags. The sort is stable: equal
+        weights keep the article's own tag order.
+        """
+        weighted = [(tag, self.weight(tag)) for tag in self.analyze(tags, self.vocabulary_)]
+        ordered = sorted((pair for pair in weighted if pair[1] > 0), key=lambda pair: -pair[1])
+        return [tag for tag, _ in ordered]
 
     def weight(self, tag: str) -> float:
         """IDF weight of one (normalised) tag; 0 for an unknown one."""

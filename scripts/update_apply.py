@@ -51,7 +51,10 @@ def model_loader(model_dir: Path | None, model_root: Path | None) -> Callable[[s
         if loaded.version != version:
             raise WriterError(
                 f"--model {path} is version {loaded.version}, but the live version is"
-                f" {version}: give the live version's model directory (or --model-root)"
+                f" {version}: give the live version's model directory, publish this one"
+                f" first (recs publish --model {path}), or keep one directory per version"
+                " (recs retrain --model-root ROOT writes ROOT/<version>/) and pass"
+                " --model-root ROOT instead of --model"
             )
         return loaded
 

@@ -17,7 +17,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.http import http_date
 
 from models.records import ID_PATTERN
-from models.tags import normalize_tag
+from models.tagnorm import normalize_tag
 from service.errors import BadRequest, NotFound
 from service.resilience import serve_stale_on_failure
 from service.store.base import ArticleMeta, NoLiveVersion, RelatedRead, VersionInfo

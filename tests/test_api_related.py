@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from models.artifact import LoadedModel, load_model, save_model
-from models.tags import normalize_tag
+from models.tagnorm import normalize_tag
 from service import create_app
 from service.store.base import ArticleMeta, Neighbour, VersionInfo
 from service.store.cache import VersionCache

@@ -41,7 +41,7 @@ def test_an_article_is_encoded_with_its_tag_keys_time_and_section(loaded: Loaded
         "published_at": article.published_at,
         "image_url": article.image_url,
         "tags": list(article.tags),
-        "tag_keys": encode.article_tag_keys(loaded.model, article),
+        "tag_keys": loaded.model.tags_.tag_keys(article.tags),
     }
     assert got.published == published_timestamp(article.published_at)
     named = encode.encode_article(loaded.model, dataclasses.replace(article, section="World News"))

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.tags import TagVectorizer, load_aliases, normalize_tag, split_glued
+from models.tagnorm import normalize_tag
+from models.tags import TagVectorizer, load_aliases, split_glued
 
 # The tag line of a real page (shared/seed-article.txt), scraped without separators.
 SEED_TAG_LINE = (
@@ -110,6 +111,17 @@ def test_idf_site_wide_tag_weighs_nothing_and_rare_tags_weigh_most() -> None:
     rows = vec.transform(tag_lists).toarray()
     # Unit rows where any weighted tag exists; the "sheet"-only article is a zero row.
     np.testing.assert_allclose(np.linalg.norm(rows, axis=1), [1, 1, 1, 0])
+
+
+def test_tag_keys_most_specific_first_weightless_and_unknown_dropped() -> None:
+    tag_lists = [["sheet", "ukraine"], ["sheet", "ukraine"], ["sheet", "crimea"], ["sheet"]]
+    tag_lists += [["Kyiv", "sheet"], ["Odesa", "sheet"]]
+    vec = TagVectorizer(aliases={"kiev": "kyiv"}).fit(tag_lists)
+    # "sheet" (on every article) weighs nothing; an unknown tag has no weight either.
+    assert vec.tag_keys(["Sheet", "Ukraine", "CRIMEA", "Mars"]) == ["crimea", "ukraine"]
+    # Equal weights keep the article's own order; aliases resolve; duplicates fold.
+    assert vec.tag_keys(["Odesa", "Kiev", "kyiv"]) == ["odesa", "kyiv"]
+    assert vec.tag_keys(["Kiev", "Odesa"]) == ["kyiv", "odesa"]
 
 
 def test_max_df_and_min_df_prune() -> None:

@@ -178,6 +178,7 @@ def test_a_model_of_another_version_exits_2_and_queues_nothing(
     )  # fmt: skip
     assert result.exit_code == 2
     assert f"is version {other.version}, but the live version is {live.version}" in result.stderr
+    assert "--model-root ROOT" in result.stderr  # a retrained --model dir: how to follow versions
     assert queued(client) == 0
     result = invoke(
         "upsert", "--articles", source, "--model", other.path, "--model-root", tmp_path,

@@ -24,7 +24,6 @@ from models.records import Article, published_timestamp, read_articles
 from service.redis import keys
 from service.redis import queue as upd
 from service.redis.apply import WriterError
-from service.redis.encode import article_tag_keys, tag_keys
 from service.redis.entries import parse_entry
 from service.redis.publish import publish
 from service.redis.store import RedisStore
@@ -231,15 +230,17 @@ def test_parse_entry_names_the_bad_field() -> None:
 # ------------------------------------------------------------------------------- publish side
 
 
-def test_publish_records_as_of_and_the_tag_key_helper_matches(
+def test_publish_records_as_of_and_the_tag_keys_rule(
     client: redis.Redis, sample: list[Article], tmp_path: Path
 ) -> None:
     loaded = build(tmp_path / "m", sample[:N], as_of=datetime(2024, 1, 1, 5, 30, tzinfo=UTC))
     assert loaded.manifest["source_as_of"] == "2024-01-01T05:30:00Z"
     publish(client, loaded)
     assert version_info(client, loaded.version)["as_of"] == "2024-01-01T05:30:00Z"  # type: ignore[index]
-    per_article = [article_tag_keys(loaded.model, a) for a in loaded.articles]
-    assert per_article == tag_keys(loaded)
+    # Published metadata carries the one tag-key rule (models/tags.py) for every article.
+    metas = [keys.decode_meta(client.get(keys.meta_key(loaded.version, row))) for row in range(N)]
+    per_article = [loaded.model.tags_.tag_keys(a.tags) for a in loaded.articles]
+    assert per_article == [meta["tag_keys"] for meta in metas]
     # A model saved before source_as_of existed falls back to its build time.
     old = build(tmp_path / "old", sample[:N], as_of=None, created=BUILT + timedelta(hours=1))
     assert "source_as_of" not in old.manifest
@@ -321,7 +322,7 @@ def test_upserts_through_redis_match_a_full_build(
     for article, meta in zip([*news, *edits], metas, strict=True):
         assert meta is not None and meta.title == article.title and meta.section == article.section
         blob = client.get(keys.meta_key(version, rows[article.id]))
-        assert keys.decode_meta(blob)["tag_keys"] == article_tag_keys(loaded.model, article)
+        assert keys.decode_meta(blob)["tag_keys"] == loaded.model.tags_.tag_keys(article.tags)
     latest = {
         k.decode(): s for k, s in client.zrange(keys.latest_key(version), 0, -1, withscores=True)
     }

@@ -13,25 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.artifact import LoadedModel
 from models.model import RelatedModel
 from models.records import Article, published_timestamp
 from service.redis import keys
-
-
-def article_tag_keys(model: RelatedModel, article: Article) -> list[str]:
-    """One article's normalised tags that carry weight in the model, highest IDF first."""
-    tags = model.tags_
-    analyzed = tags.analyze(article.tags, tags.vocabulary_)
-    weighted = [(tag, tags.weight(tag)) for tag in analyzed]
-    # Stable sort: equal weights keep the article's own tag order.
-    ordered = sorted((p for p in weighted if p[1] > 0), key=lambda p: -p[1])
-    return [tag for tag, _ in ordered]
-
-
-def tag_keys(loaded: LoadedModel) -> list[list[str]]:
-    """Each article's :func:`article_tag_keys`, in model order."""
-    return [article_tag_keys(loaded.model, article) for article in loaded.articles]
 
 
 def section_name(section: str) -> str:
@@ -62,7 +46,7 @@ def encode_article(model: RelatedModel, article: Article) -> EncodedArticle:
         article.published_at,
         article.image_url,
         article.tags,
-        article_tag_keys(model, article),
+        model.tags_.tag_keys(article.tags),
     )
     return EncodedArticle(
         id=article.id,

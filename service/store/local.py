@@ -32,16 +32,6 @@ NO_UPDATES = (
 )
 
 
-def tag_keys(model: RelatedModel, tags: Sequence[str]) -> tuple[str, ...]:
-    """Normalised tags of an article that carry weight in ``model``, most specific first."""
-    tagger = model.tags_
-    weighted = [(key, tagger.weight(key)) for key in tagger.analyze(tags, tagger.vocabulary_)]
-    # Stable sort, equal weights in the article's own tag order: the same rule as
-    # service.redis.publish.tag_keys, so embedded and Redis mode show the same shared tags.
-    ordered = sorted((kw for kw in weighted if kw[1] > 0), key=lambda kw: -kw[1])
-    return tuple(key for key, _ in ordered)
-
-
 def article_meta(model: RelatedModel, article: Article) -> ArticleMeta:
     """What the API serves of one article."""
     return ArticleMeta(
@@ -52,7 +42,7 @@ def article_meta(model: RelatedModel, article: Article) -> ArticleMeta:
         published_at=article.published_at,
         image_url=article.image_url,
         tags=article.tags,
-        tag_keys=tag_keys(model, article.tags),
+        tag_keys=tuple(model.tags_.tag_keys(article.tags)),
     )
 
 

@@ -1,0 +1,19 @@
+"""Tag normalisation: the standard library only, so the API process can fold tags.
+
+``models/tags.py`` (the fitted tag vectors, which need scikit-learn) builds on this; the API
+imports only this module, keeping the training stack out of a Redis-mode worker.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_PUNCT = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def normalize_tag(tag: str) -> str:
+    """Case-fold, strip accents, and fold punctuation and whitespace to single spaces."""
+    folded = unicodedata.normalize("NFKD", tag.casefold())
+    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    return _PUNCT.sub(" ", folded).strip()
