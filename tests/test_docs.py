@@ -8,7 +8,7 @@ import click
 
 from scripts.cli import cli
 from service.redis import keys
-from tests.conftest import REPO
+from tests.paths import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 ARCHITECTURE = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")

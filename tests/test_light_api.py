@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 from models.artifact import LoadedModel
-from tests.conftest import REPO
+from tests.paths import REPO
 
 HEAVY = ("sklearn", "scipy", "numba", "sparse_dot_topn")
 
