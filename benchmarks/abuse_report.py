@@ -125,12 +125,12 @@ def report(
             per_event_data = phase.per_million(phase.events_reaching_redis, dataset=True)
             flat = phase.memory_second_half_growth <= args.flat_limit
             if phase.name == "junk" and phase.events_reaching_redis >= MIN_EVENTS:
-                assert per_event_data is not None
-                ok_memory = flat and per_event_data <= args.junk_growth_limit
-                target = (
-                    f"dataset < {human_bytes(args.junk_growth_limit)} per M events, flat"
-                    f" (<= {human_bytes(args.flat_limit)} in 2nd half)"
-                )
+                # Junk must store nothing: no key, and no growth once the phase is under way.
+                # The per-million extrapolation of used_memory_dataset is shown, not judged:
+                # over a few thousand events it scales tens of KiB of allocator and client
+                # noise by a thousand.
+                ok_memory = flat and phase.keys_after == phase.keys_before
+                target = f"no new key, flat (<= {human_bytes(args.flat_limit)} in 2nd half)"
             else:
                 # Fewer events (rate limit on) extrapolate a few bytes of limiter counters to
                 # a million: only the flatness is judged then.
