@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.harness import Processes
-from benchmarks.load import WRK_ERRORS, wrk_summary
+from benchmarks.load import WRK_DONE, WRK_ERRORS, wrk_summary
 
 EVENTS_PATH = "/v1/events"
 
@@ -46,14 +46,6 @@ function request()
   end
   local body = '{"article_id":"' .. id .. '","type":"view","source":"related"}'
   return wrk.format("POST", path, headers, body)
-end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH {"requests":%d,"us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,' ..
-    '"timeout":%d,"p50":%d,"p99":%d}\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(99)))
 end
 """
 
@@ -116,7 +108,7 @@ def start_flood(
 ) -> subprocess.Popen[bytes]:
     """wrk posting events as fast as it can, in the background (stopped with ``procs``)."""
     script = out.with_suffix(".lua")
-    script.write_text(FLOOD_SCRIPT)
+    script.write_text(FLOOD_SCRIPT + WRK_DONE)
     per_thread = max(1, args.max_events // args.flood_threads)
     env = {
         **os.environ,

@@ -19,6 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
+# Every wrk script of the benchmarks ends with this: one BENCH line that :func:`wrk_summary` reads.
+WRK_DONE = r"""
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH {"requests":%d,"us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,' ..
+    '"timeout":%d,"p50":%d,"p99":%d}\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
 # wrk runs this in every thread: random ids from a file, summary as one JSON line at the end.
 WRK_SCRIPT = r"""
 local ids = {}
@@ -35,15 +46,8 @@ end
 function request()
   return wrk.format("GET", string.format(path, ids[math.random(#ids)]))
 end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH {"requests":%d,"us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,' ..
-    '"timeout":%d,"p50":%d,"p99":%d}\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
 """
+WRK_SCRIPT += WRK_DONE
 WRK_ERRORS = ("connect", "read", "write", "status", "timeout")
 RELATED_PATH = "/v1/articles/{}/related?k=6"  # what the serving benchmarks load
 
