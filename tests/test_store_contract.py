@@ -394,6 +394,19 @@ class StoreContract:
         capped = HistorySettings(cache_seconds=0, head=7)
         assert len(store.trending(T0, capped)) == 7
 
+    def test_trending_may_be_served_from_the_process_cache_for_its_seconds(
+        self, store: Store, version: str, ids: list[str]
+    ) -> None:
+        cached = HistorySettings(cache_seconds=3600)
+        a, b = ids[:2]
+        store.record_event(version, a, USER, T0, cached)
+        assert store.trending(T0, cached) == [(a, 1.0)]
+        store.record_event(version, b, Reader("u", "other"), T0, cached)
+        store.record_event(version, b, ADDRESS, T0, cached)
+        # Within the cache time the same list comes back; other settings compute afresh.
+        assert store.trending(T0, cached) == [(a, 1.0)]
+        assert store.trending(T0, SETTINGS) == [(b, 1.5), (a, 1.0)]
+
     # ------------------------------------------------------------------------- updates
     def test_updates_are_queued_or_refused(
         self, store: Store, version: str, request: pytest.FixtureRequest

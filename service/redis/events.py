@@ -26,9 +26,6 @@ event.
 from __future__ import annotations
 
 import math
-import threading
-import time
-from collections.abc import Callable
 
 import redis
 
@@ -119,27 +116,3 @@ def compute_trending(
             totals[article] = totals.get(article, 0.0) + weight * float(score)
     pairs = sorted(totals.items(), key=lambda pair: (-pair[1], pair[0]))
     return pairs[:TRENDING_LIMIT]
-
-
-class TrendingCache:
-    """Trending (id, count) pairs, recomputed at most every ``settings.cache_seconds`` per
-    process: the fallback reads the ids, the popularity prior the counts too."""
-
-    def __init__(
-        self, settings: HistorySettings, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.settings = settings
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._value: list[tuple[str, float]] = []
-        self._expires = -math.inf
-
-    def get(self, client: redis.Redis, now: float) -> list[tuple[str, float]]:
-        """The cached list, or a fresh one when it is older than the cache time."""
-        moment = self._clock()
-        if moment < self._expires:
-            return self._value
-        value = compute_trending(client, now, self.settings)
-        with self._lock:
-            self._value, self._expires = value, moment + self.settings.cache_seconds
-        return value

@@ -19,7 +19,6 @@ from service.redis.breaker import CircuitBreaker
 from service.redis.budgets import DEFAULT_TIMEOUTS, KindClients
 from service.redis.client import ANY_ERROR, TRANSIENT, call, connect, text
 from service.redis.codec import decode_meta, meta_id
-from service.redis.events import TrendingCache
 from service.redis.meta_cache import MetaCache
 from service.redis.rows import RedisSource, RowCaches, latest_ids
 from service.store.base import (
@@ -32,6 +31,7 @@ from service.store.base import (
     Store,
     VersionInfo,
 )
+from service.store.trending import TrendingCache
 
 T = TypeVar("T")
 
@@ -93,7 +93,7 @@ class RedisStore(Store):
         # "For you" reads and event writes: a pool, a timeout and a breaker per kind.
         self.kinds = KindClients(self.client, budgets or DEFAULT_TIMEOUTS, breaker_cooldown)
         self.rows = RowCaches(row_cache_size)
-        self._trending: TrendingCache | None = None
+        self._trending = TrendingCache()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
@@ -287,10 +287,8 @@ class RedisStore(Store):
 
     def trending(self, now: float, settings: HistorySettings) -> list[tuple[str, float]]:
         """Bounded bucket heads merged here, cached ``settings.cache_seconds`` per process."""
-        cache = self._trending
-        if cache is None or cache.settings != settings:
-            cache = self._trending = TrendingCache(settings)
-        return cache.get(self.kinds["trending"], now)
+        client = self.kinds["trending"]
+        return self._trending.get(settings, lambda: events.compute_trending(client, now, settings))
 
     def enqueue_update(self, op: str, article_id: str, article: Any, *, by: str) -> str:
         """Append to the update stream (any Redis error: the server's trouble, a 503)."""

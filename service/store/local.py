@@ -24,6 +24,7 @@ from service.store.base import (
     VersionInfo,
 )
 from service.store.memory import MemoryReaders
+from service.store.trending import TrendingCache
 
 NO_UPDATES = (
     "this server runs from a model directory: apply updates with `recs upsert --model DIR` /"
@@ -64,6 +65,7 @@ class LocalStore(Store):
         self._meta = {a.id: article_meta(self._model, a) for a in loaded.articles}
         self._latest: dict[str | None, list[str]] = {}
         self._readers = MemoryReaders()
+        self._trending = TrendingCache()
 
     def current_version(self) -> VersionInfo:
         """The loaded model's version."""
@@ -134,8 +136,8 @@ class LocalStore(Store):
         self._readers.erase(user_id)
 
     def trending(self, now: float, settings: HistorySettings) -> list[tuple[str, float]]:
-        """From memory."""
-        return self._readers.trending(now, settings)
+        """From memory, cached ``settings.cache_seconds`` per process as in Redis mode."""
+        return self._trending.get(settings, lambda: self._readers.trending(now, settings))
 
     def enqueue_update(self, op: str, article_id: str, article: Any, *, by: str) -> str:
         """Refused: nothing here applies updates."""
