@@ -123,7 +123,7 @@ class LocalStore(Store):
     ) -> int:
         """In memory, as the Redis event script."""
         known = self.articles(version, [article_id])[0] is not None
-        return self._readers.record(lambda _: known, article_id, reader, now, settings)
+        return self._readers.record(known, article_id, reader, now, settings)
 
     def reader_history(
         self, user_id: str, limit: int, now: float, settings: HistorySettings

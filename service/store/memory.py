@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from service.store.base import (
@@ -22,6 +21,11 @@ from service.store.base import (
     HistorySettings,
     Reader,
 )
+
+# Expired readers and buckets are dropped at most this often (seconds of event time): each
+# read checks expiry itself, so the sweep only bounds memory, and sweeping on every event
+# would cost each event a pass over every reader.
+SWEEP_EVERY = 60.0
 
 
 @dataclass
@@ -38,17 +42,19 @@ class MemoryReaders:
         self._histories: dict[str, _History] = {}
         self._seen: dict[tuple[str, str], dict[str, int]] = {}
         self._buckets: dict[int, dict[str, float]] = {}
+        self._swept_at = -math.inf
 
     def record(
         self,
-        known: Callable[[str], bool],
+        known: bool,
         article_id: str,
         reader: Reader | None,
         now: float,
         settings: HistorySettings,
     ) -> int:
-        """As the Redis event script: check, history, count once per reader and window."""
-        if not known(article_id):
+        """As the Redis event script: check (``known``: the article is in the live version),
+        history, count once per reader and window."""
+        if not known:
             return UNKNOWN_ARTICLE
         # Whole seconds in the trending window, as the script gets them: a reader is counted
         # again at the same moment in both stores.
@@ -67,7 +73,9 @@ class MemoryReaders:
                 return NOT_COUNTED
             seen[article_id] = second
             self._count(int(now // 3600), article_id, reader.weight(settings), settings)
-            self._forget_old(now, settings)
+            if now - self._swept_at >= SWEEP_EVERY:
+                self._swept_at = now
+                self._forget_old(now, settings)
             return COUNTED
 
     def _remember(
