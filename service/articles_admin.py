@@ -24,7 +24,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from models.records import ID_PATTERN, RecordError, article_from_mapping
 from service import bodies
 from service.auth import admin_required
-from service.errors import ApiError, BadRequest, NotFound
+from service.errors import BadRequest, NotFound, NotImplementedHere
 from service.store.base import Store, UpdatesUnsupported
 from service.store_ext import get_store
 
@@ -37,13 +37,6 @@ bp = Blueprint("articles_admin", __name__)
 DEFAULT_WAIT = 2.0
 # Longer waits hold a server worker; a caller that needs more polls /related instead.
 MAX_WAIT = 30.0
-
-
-class UpdatesNeedRedis(ApiError):
-    """An update sent to a server that runs from a model directory (nothing to queue it on)."""
-
-    status = 501
-    error = "not_implemented"
 
 
 def live_drift(store: Store, version: str) -> dict[str, Any] | None:
@@ -141,7 +134,7 @@ def _enqueue(store: Store, op: str, article_id: str, article: Any) -> str:
     try:
         return store.enqueue_update(op, article_id, article, by="api")
     except UpdatesUnsupported as exc:
-        raise UpdatesNeedRedis(str(exc)) from None
+        raise NotImplementedHere(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------- routes

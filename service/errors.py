@@ -48,6 +48,21 @@ class NotFound(ApiError):
     error = "not_found"
 
 
+class Unauthorized(ApiError):
+    """A reader identity the site did not sign (a bare id, a forged or expired token)."""
+
+    status = 401
+    error = "unauthorized"
+
+
+class NotImplementedHere(ApiError):
+    """A feature this deployment does not offer (server-side history without a signing key,
+    updates sent to a server that runs from a model directory)."""
+
+    status = 501
+    error = "not_implemented"
+
+
 class ServiceUnavailable(ApiError):
     """The service cannot answer now (no model published, store down); clients should retry."""
 

@@ -11,7 +11,7 @@ from flask import current_app, request
 
 from models.records import ID_PATTERN
 from service import bodies, tokens
-from service.errors import ApiError, BadRequest
+from service.errors import BadRequest, NotImplementedHere, Unauthorized
 from service.foryou.settings import state
 
 MAX_EXCLUDE = 100
@@ -23,20 +23,6 @@ RECOMMEND_FIELDS = {"history", "user_token", "k", "exclude", "section"}
 EVENT_FIELDS = {"user_token", "article_id", "type", "position", "source"}
 # Identities never travel in URLs (access logs, Referer headers, browser history).
 URL_IDENTITY_PARAMETERS = ("user_token", "user_id")
-
-
-class Unauthorized(ApiError):
-    """A reader identity the site did not sign (a bare id, a forged or expired token)."""
-
-    status = 401
-    error = "unauthorized"
-
-
-class NotImplementedHere(ApiError):
-    """A feature this deployment does not offer (server-side history without a signing key)."""
-
-    status = 501
-    error = "not_implemented"
 
 
 @dataclass(frozen=True, slots=True)
