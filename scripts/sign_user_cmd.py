@@ -33,8 +33,9 @@ def parse_ttl(value: str) -> int:
 )
 def sign_user(user_id: str, ttl: str, key: str) -> None:
     """Print a signed reader token for USER_ID (``<user_id>.<expires>.<signature>``)."""
-    # Used as given, like the API reads RECS_USER_SIGNING_KEY: a stripped copy would sign with
-    # another key than the one the API checks against.
+    # Stripped as the API strips RECS_USER_SIGNING_KEY (service/auth.secret_setting): a key
+    # read from a file with its newline must sign what the API checks.
+    key = key.strip()
     if len(key) < MIN_KEY_LENGTH:
         raise CliError(f"--key: the signing key must be at least {MIN_KEY_LENGTH} characters")
     expires = int(time.time()) + parse_ttl(ttl)

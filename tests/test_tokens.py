@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from scripts.cli import cli
-from service.tokens import TokenError, sign, verify
+from service.auth import secret_setting
+from service.tokens import MIN_KEY_LENGTH, TokenError, sign, verify
 from tests.paths import REPO
 
 # The vector in docs/security.md, computed with openssl:
@@ -116,6 +117,16 @@ def test_sign_user_prints_a_token_the_api_accepts() -> None:
     assert reader.user_id == "reader-42"
     # Valid for two hours from now, give or take the test's own run time.
     assert 7190 <= reader.expires - time.time() <= 7200
+
+
+def test_sign_user_reads_the_key_as_the_api_does() -> None:
+    # A key exported from a file keeps its newline: both sides must use the same bytes.
+    raw = f"  {KEY}\n"
+    result = CliRunner().invoke(cli, ["sign-user", "reader-42"], env={"RECS_USER_SIGNING_KEY": raw})
+    assert result.exit_code == 0, result.output
+    api_key = secret_setting({"USER_SIGNING_KEY": raw}, "USER_SIGNING_KEY", MIN_KEY_LENGTH)
+    assert api_key is not None
+    assert verify(api_key, result.output.strip(), now=0).user_id == "reader-42"
 
 
 @pytest.mark.parametrize(
