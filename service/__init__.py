@@ -31,7 +31,7 @@ from service import (
     store_ext,
     widget,
 )
-from service.store_ext import ConfigError
+from service.settings import ConfigError, int_setting
 
 __all__ = ["ConfigError", "create_app"]
 
@@ -83,15 +83,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _int_setting(config: Mapping[str, Any], name: str, low: int, high: int) -> int:
-    value = config[name]
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{name} (env RECS_{name}) must be an integer from {low} to {high}")
-    return value
-
-
 def _origins(value: Any) -> frozenset[str]:
     if isinstance(value, str):
         items: Iterable[Any] = value.split(",")
@@ -114,12 +105,12 @@ def _origins(value: Any) -> frozenset[str]:
 
 def _check_config(app: Flask) -> None:
     config = app.config
-    config["CACHE_MAX_AGE"] = _int_setting(config, "CACHE_MAX_AGE", 0, 31_536_000)
-    config["RETRY_AFTER"] = _int_setting(config, "RETRY_AFTER", 0, 86_400)
-    config["MAX_K"] = _int_setting(config, "MAX_K", 1, 1000)
-    config["DEFAULT_K"] = _int_setting(config, "DEFAULT_K", 1, config["MAX_K"])
-    config["RESPONSE_CACHE_SIZE"] = _int_setting(config, "RESPONSE_CACHE_SIZE", 0, 1_000_000)
-    config["META_CACHE_SIZE"] = _int_setting(config, "META_CACHE_SIZE", 0, 10_000_000)
+    config["CACHE_MAX_AGE"] = int_setting(config, "CACHE_MAX_AGE", 0, 31_536_000)
+    config["RETRY_AFTER"] = int_setting(config, "RETRY_AFTER", 0, 86_400)
+    config["MAX_K"] = int_setting(config, "MAX_K", 1, 1000)
+    config["DEFAULT_K"] = int_setting(config, "DEFAULT_K", 1, config["MAX_K"])
+    config["RESPONSE_CACHE_SIZE"] = int_setting(config, "RESPONSE_CACHE_SIZE", 0, 1_000_000)
+    config["META_CACHE_SIZE"] = int_setting(config, "META_CACHE_SIZE", 0, 10_000_000)
     ttl = config["VERSION_TTL"]
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 <= ttl <= 3600:
         raise ConfigError("VERSION_TTL (env RECS_VERSION_TTL) must be 0 to 3600 seconds")
@@ -133,7 +124,7 @@ def _check_config(app: Flask) -> None:
             or not low <= value <= high
         ):
             raise ConfigError(f"{name} (env RECS_{name}) must be {low} to {high} seconds")
-    config["MAX_CONTENT_LENGTH"] = _int_setting(config, "MAX_CONTENT_LENGTH", 1024, 1 << 30)
+    config["MAX_CONTENT_LENGTH"] = int_setting(config, "MAX_CONTENT_LENGTH", 1024, 1 << 30)
     drift = config["RETRAIN_DRIFT"]
     # A share of the build's articles; above 1 is allowed (more changes than articles).
     if isinstance(drift, bool) or not isinstance(drift, int | float) or not 0 < drift <= 100:

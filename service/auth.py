@@ -18,6 +18,7 @@ from typing import Any, TypeVar, cast
 from flask import Flask, Response, current_app, request
 
 from service.errors import error_response
+from service.settings import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,6 @@ def secret_setting(config: Mapping[str, Any], name: str, min_length: int) -> str
     create_app reads ``RECS_<name>`` from the environment as the raw string: Flask's
     from_prefixed_env would parse it as JSON, turning ``1234567890123456e1`` into a float.
     """
-    from service.store_ext import ConfigError
-
     value = config.get(name)
     if value is None or value == "":
         return None

@@ -30,6 +30,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from service.client_address import client_key
 from service.errors import error_response
 from service.redis.keys import RATE_LIMIT_PREFIX
+from service.settings import ConfigError, int_setting
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,6 @@ LIMITED = {
 
 def _limit(config: Mapping[str, Any], name: str) -> str | None:
     """The limit string of ``name`` (``None``: off); ConfigError when it does not parse."""
-    from service.store_ext import ConfigError
-
     value = config[name]
     if isinstance(value, str) and value.strip().lower() == OFF:
         return None
@@ -66,17 +65,6 @@ def _limit(config: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
-def _proxies(config: Mapping[str, Any]) -> int:
-    from service.store_ext import ConfigError
-
-    value = config["TRUSTED_PROXIES"]
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
-        raise ConfigError("TRUSTED_PROXIES (env RECS_TRUSTED_PROXIES) must be 0 to 10 hops")
-    return value
-
-
 def init_app(app: Flask) -> None:
     """Wrap the app in ProxyFix (if trusted proxies are set) and limit the public POST routes.
 
@@ -84,7 +72,7 @@ def init_app(app: Flask) -> None:
     """
     for name, value in DEFAULTS.items():
         app.config.setdefault(name, value)
-    hops = _proxies(app.config)
+    hops = int_setting(app.config, "TRUSTED_PROXIES", 0, 10)
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)  # type: ignore[method-assign]
     limits = {endpoint: _limit(app.config, name) for endpoint, name in LIMITED.items()}

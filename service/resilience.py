@@ -30,6 +30,7 @@ from flask import Flask, Response, current_app, g, request
 from prometheus_client import Counter
 
 from service.errors import error_response
+from service.settings import int_setting
 from service.store.base import NoLiveVersion, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -217,23 +218,12 @@ def readiness(reason: str = "the article store is unreachable") -> tuple[dict[st
     return body, 503
 
 
-def _int(app: Flask, name: str, low: int, high: int) -> int:
-    from service.store_ext import ConfigError
-
-    value = app.config[name]
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{name} (env RECS_{name}) must be an integer from {low} to {high}")
-    return value
-
-
 def init_app(app: Flask) -> None:
     """Create the stale cache and counters, and hook answer recording and the 503 handler."""
     for name, value in DEFAULTS.items():
         app.config.setdefault(name, value)
-    size = _int(app, "STALE_CACHE_SIZE", 0, 1_000_000)
-    max_bytes = _int(app, "STALE_CACHE_BYTES", 0, 1 << 34)
+    size = int_setting(app.config, "STALE_CACHE_SIZE", 0, 1_000_000)
+    max_bytes = int_setting(app.config, "STALE_CACHE_BYTES", 0, 1 << 34)
     registry = app.extensions["recs_metrics"].registry
     state = Resilience(
         cache=AnswerCache(size, max_bytes) if size > 0 and max_bytes > 0 else None,

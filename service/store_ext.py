@@ -11,6 +11,7 @@ from pathlib import Path
 
 from flask import Flask, current_app
 
+from service.settings import ConfigError
 from service.store.base import Store
 from service.store.cache import VersionCache
 
@@ -23,10 +24,6 @@ BUDGETS = {
     "trending": "TRENDING_REDIS_TIMEOUT",
     "events": "EVENTS_REDIS_TIMEOUT",
 }
-
-
-class ConfigError(RuntimeError):
-    """The app cannot start with this configuration."""
 
 
 def get_store() -> Store:

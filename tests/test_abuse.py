@@ -279,6 +279,15 @@ def test_a_bad_rate_limit_refuses_to_start(published: str, value: object) -> Non
         client_for(published, EVENTS_RATE_LIMIT=value)
 
 
+@pytest.mark.parametrize("value", [-1, 11, "two", True, 1.5])
+def test_a_bad_proxy_count_refuses_to_start(published: str, value: object) -> None:
+    from service import ConfigError
+
+    with pytest.raises(ConfigError, match=r"TRUSTED_PROXIES .*integer from 0 to 10"):
+        client_for(published, TRUSTED_PROXIES=value)
+    assert client_for(published, TRUSTED_PROXIES="2").post("/v1/events", json={}).status_code == 400
+
+
 @pytest.fixture
 def gunicorn_two_workers(published: str, tmp_path: Path) -> Iterator[str]:
     settings = {"REDIS_URL": published, "WORKERS": 2, "EVENTS_RATE_LIMIT": "5/minute"}

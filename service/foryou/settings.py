@@ -13,8 +13,8 @@ from prometheus_client import Counter
 from models.ranking import RankingConfig
 from service import tokens
 from service.auth import secret_setting
+from service.settings import ConfigError, number_setting
 from service.store.base import HistorySettings
-from service.store_ext import ConfigError
 
 bp = Blueprint("foryou", __name__)
 
@@ -74,19 +74,6 @@ def state() -> ForYouState:
     return value
 
 
-def number(config: Mapping[str, Any], name: str, low: float, high: float) -> float:
-    """A number setting (env strings parsed), or ConfigError naming it and its range."""
-    value = config[name]
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ConfigError(f"{name} (env RECS_{name}) must be a number from {low:g} to {high:g}")
-    return float(value)
-
-
 def settings_from(config: Mapping[str, Any]) -> tuple[RankingConfig, HistorySettings]:
     sections = config["SECTION_HALF_LIFE_HOURS"]
     if isinstance(sections, str):
@@ -96,32 +83,32 @@ def settings_from(config: Mapping[str, Any]) -> tuple[RankingConfig, HistorySett
             sections = None
     if not isinstance(sections, dict):
         raise ConfigError("SECTION_HALF_LIFE_HOURS must be a JSON object of section -> hours")
-    history_max = int(number(config, "HISTORY_MAX", 1, 1000))
+    history_max = int(number_setting(config, "HISTORY_MAX", 1, 1000))
     try:
         ranking = RankingConfig(
-            history_half_life=number(config, "HISTORY_HALF_LIFE", 0.01, 1e6),
-            freshness_half_life_hours=number(config, "FRESHNESS_HALF_LIFE_HOURS", 0, 1e7),
+            history_half_life=number_setting(config, "HISTORY_HALF_LIFE", 0.01, 1e6),
+            freshness_half_life_hours=number_setting(config, "FRESHNESS_HALF_LIFE_HOURS", 0, 1e7),
             section_half_life_hours={str(s).casefold(): h for s, h in sections.items()},
-            freshness_floor=number(config, "FRESHNESS_FLOOR", 1e-6, 1),
-            diversity=number(config, "DIVERSITY", 0, 0.99),
-            duplicate_threshold=number(config, "DUPLICATE_THRESHOLD", 0.01, 1),
+            freshness_floor=number_setting(config, "FRESHNESS_FLOOR", 1e-6, 1),
+            diversity=number_setting(config, "DIVERSITY", 0, 0.99),
+            duplicate_threshold=number_setting(config, "DUPLICATE_THRESHOLD", 0.01, 1),
             max_history=history_max,
-            max_candidates=int(number(config, "MAX_CANDIDATES", 1, 10_000)),
-            popularity_weight=number(config, "POPULARITY_WEIGHT", 0, 1000),
-            popular_candidates=int(number(config, "POPULAR_CANDIDATES", 0, 500)),
-            section_affinity=number(config, "SECTION_AFFINITY", 0, 1000),
+            max_candidates=int(number_setting(config, "MAX_CANDIDATES", 1, 10_000)),
+            popularity_weight=number_setting(config, "POPULARITY_WEIGHT", 0, 1000),
+            popular_candidates=int(number_setting(config, "POPULAR_CANDIDATES", 0, 500)),
+            section_affinity=number_setting(config, "SECTION_AFFINITY", 0, 1000),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     settings = HistorySettings(
-        ttl_seconds=int(number(config, "HISTORY_TTL_DAYS", 1 / 86_400, 3650) * 86_400),
+        ttl_seconds=int(number_setting(config, "HISTORY_TTL_DAYS", 1 / 86_400, 3650) * 86_400),
         max_items=history_max,
-        window_hours=int(number(config, "TRENDING_WINDOW_HOURS", 1, 24 * 90)),
-        half_life_hours=number(config, "TRENDING_HALF_LIFE_HOURS", 0.01, 1e6),
-        cache_seconds=number(config, "TRENDING_CACHE_SECONDS", 0, 3600),
-        bucket_size=int(number(config, "TRENDING_BUCKET_SIZE", 10, 1_000_000)),
-        seen_max=int(number(config, "TRENDING_READER_MAX", 1, 1_000_000)),
-        anonymous_weight=number(config, "TRENDING_ANONYMOUS_WEIGHT", 0, 1),
+        window_hours=int(number_setting(config, "TRENDING_WINDOW_HOURS", 1, 24 * 90)),
+        half_life_hours=number_setting(config, "TRENDING_HALF_LIFE_HOURS", 0.01, 1e6),
+        cache_seconds=number_setting(config, "TRENDING_CACHE_SECONDS", 0, 3600),
+        bucket_size=int(number_setting(config, "TRENDING_BUCKET_SIZE", 10, 1_000_000)),
+        seen_max=int(number_setting(config, "TRENDING_READER_MAX", 1, 1_000_000)),
+        anonymous_weight=number_setting(config, "TRENDING_ANONYMOUS_WEIGHT", 0, 1),
     )
     return ranking, settings
 
@@ -135,7 +122,7 @@ def build_state(app: Flask) -> ForYouState:
     return ForYouState(
         ranking=ranking,
         history=settings,
-        max_body=int(number(app.config, "MAX_BODY_BYTES", 256, 10_000_000)),
+        max_body=int(number_setting(app.config, "MAX_BODY_BYTES", 256, 10_000_000)),
         events=Counter(
             "recs_events",
             "Reader events received, by type and widget source.",
