@@ -56,7 +56,3 @@ class Baselines:
     @property
     def nn_extrapolated(self) -> float:
         return self.nn_fit + self.nn_sample * self.n / self.sample
-
-    @property
-    def sdt_extrapolated(self) -> float:
-        return self.sdt_sample * self.n / self.sample

@@ -63,13 +63,6 @@ class NotImplementedHere(ApiError):
     error = "not_implemented"
 
 
-class ServiceUnavailable(ApiError):
-    """The service cannot answer now (no model published, store down); clients should retry."""
-
-    status = 503
-    error = "unavailable"
-
-
 def error_response(
     status: int, error: str, message: str, *, parameter: str | None = None
 ) -> Response:
