@@ -50,6 +50,9 @@ class ModelConfig:
     rerank_pool: int = 100
     rerank_weight: float = 0.6
     rerank_components: int = 150
+    # The SVD is fitted on at most this many rows (a seeded sample), so its cost stops growing
+    # with the corpus; every row is still projected (docs/evaluation.md: same quality).
+    rerank_fit_rows: int = 20_000
     rerank_feedback: int = 3
     rerank_feedback_weight: float = 1.0
     random_state: int = 0
@@ -79,6 +82,10 @@ class ModelConfig:
             (self.rerank_pool >= 1, "rerank_pool must be >= 1"),
             (0.0 <= self.rerank_weight <= 1.0, "rerank_weight must be in [0, 1]"),
             (self.rerank_components >= 2, "rerank_components must be >= 2"),
+            (
+                _count(self.rerank_fit_rows) and self.rerank_fit_rows > self.rerank_components,
+                "rerank_fit_rows must be an integer > rerank_components",
+            ),
             (self.rerank_feedback >= 0, "rerank_feedback must be >= 0"),
             (self.rerank_feedback_weight >= 0, "rerank_feedback_weight must be >= 0"),
         ]

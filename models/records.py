@@ -7,19 +7,29 @@ names the file, line, field and reason, so a newsroom export with one bad row is
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
+import itertools
 import json
 import re
+from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from models import jsonsafe
+
+# The time helpers live in models/timefmt.py; these names stay importable from here.
+from models.timefmt import TIME_FORMAT as TIME_FORMAT
+from models.timefmt import format_utc as format_utc
+from models.timefmt import parse_time as parse_time
+from models.timefmt import published_micros as published_micros
+from models.timefmt import published_timestamp as published_timestamp
+from models.timefmt import utc_micros as utc_micros
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 KNOWN_FIELDS = ("id", "title", "body", "tags", "section", "published_at", "url", "image_url")
@@ -29,10 +39,6 @@ MAX_REPORTED_ERRORS = 20
 # The longest CSV cell accepted. Far above any article body; what reaches it is usually an
 # unclosed quote that swallowed the rest of the file into one cell.
 CSV_FIELD_LIMIT = 16 * 1024 * 1024
-# The one format of stored times (published dates, manifests, impressions): UTC to the second.
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,43 +142,6 @@ def parse_published_at(value: Any, *, source: str = "<input>", line: int | None 
     return format_utc(utc)
 
 
-def format_utc(moment: datetime) -> str:
-    """An aware time as UTC ``YYYY-MM-DDTHH:MM:SSZ`` (:data:`TIME_FORMAT`)."""
-    return moment.astimezone(UTC).strftime(TIME_FORMAT)
-
-
-# Reading side of ``published_at``: ranking and the stores read the same few thousand dates
-# over and over, so parsing is cached per string.
-@lru_cache(maxsize=65_536)
-def parse_time(value: str | None) -> datetime | None:
-    """An ISO-8601 time as aware UTC (naive means UTC); ``None`` if absent or unparseable."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def published_timestamp(published_at: str | None) -> float:
-    """Unix seconds of a ``published_at`` (0 when undated or unparseable: sorts last)."""
-    parsed = parse_time(published_at)
-    return 0.0 if parsed is None else parsed.timestamp()
-
-
-def utc_micros(moment: datetime) -> int:
-    """An aware time as integer microseconds since 1970: exact, unlike float seconds."""
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-@lru_cache(maxsize=65_536)
-def published_micros(published_at: str | None) -> int | None:
-    """A ``published_at`` as :func:`utc_micros` (``None`` if absent or unparseable)."""
-    parsed = parse_time(published_at)
-    return None if parsed is None else utc_micros(parsed)
-
-
 def article_from_mapping(data: Any, *, source: str = "<input>", line: int | None = None) -> Article:
     """Validate one decoded record and build an :class:`Article` from it."""
     if not isinstance(data, Mapping):
@@ -238,11 +207,14 @@ def read_articles(paths: Iterable[str | Path], *, on_error: OnError = "fail") ->
         raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
     articles: list[Article] = []
     errors: list[RecordError] = []
-    first_seen: dict[str, str] = {}
+    # Where each id was first read, as row numbers into two compact arrays rather than one
+    # "file:line" string per article (a million strings at a million articles).
+    first_seen: dict[str, int] = {}
+    seen_file, seen_line = array("H"), array("Q")
     path_list = [Path(p) for p in paths]
     if not path_list:
         raise CorpusError("no article files given")
-    for path in path_list:
+    for file_number, path in enumerate(path_list):
         # In fail mode, stop reading (not just listing) once enough bad records are reported.
         if on_error == "fail" and len(errors) >= MAX_REPORTED_ERRORS:
             break
@@ -253,18 +225,19 @@ def read_articles(paths: Iterable[str | Path], *, on_error: OnError = "fail") ->
                     raise record
                 article = article_from_mapping(record, source=source, line=line)
                 if article.id in first_seen:
+                    row = first_seen[article.id]
+                    first = f"{path_list[seen_file[row]]}:{seen_line[row]}"
                     raise RecordError(
-                        source,
-                        line,
-                        "id",
-                        f"duplicate id {article.id!r} (first at {first_seen[article.id]})",
+                        source, line, "id", f"duplicate id {article.id!r} (first at {first})"
                     )
             except RecordError as exc:
                 errors.append(exc)
                 if on_error == "fail" and len(errors) >= MAX_REPORTED_ERRORS:
                     break
                 continue
-            first_seen[article.id] = f"{source}:{line}"
+            first_seen[article.id] = len(articles)
+            seen_file.append(file_number)
+            seen_line.append(line)
             articles.append(article)
     if errors and on_error == "fail":
         listed = "\n".join(f"  {error}" for error in errors)
@@ -306,15 +279,43 @@ def _records(path: Path) -> Iterator[tuple[int, Any]]:
     except PermissionError:
         raise CorpusError(f"{source}: permission denied") from None
     with raw:
+        if kind == "jsonl":
+            # Line by line: the whole file, its decoded text and a list of its lines at once
+            # were three copies of the corpus in memory before the first article was built.
+            yield from _jsonl_records(_decoded_lines(raw, source), source)
+            return
         try:
             data = raw.read()
         except (OSError, EOFError) as exc:
             raise CorpusError(f"{source}: cannot read file ({exc})") from None
-    text = _decode(data, source)
-    if kind == "jsonl":
-        yield from _jsonl_records(text, source)
-    else:
-        yield from _csv_records(text, source)
+    yield from _csv_records(_decode(data, source), source)
+
+
+def _decoded_lines(raw: io.BufferedIOBase, source: str) -> Iterator[str]:
+    """The lines of a UTF-8 file (a leading BOM dropped), split at b"\\n" only."""
+    offset = 0
+    for number in itertools.count(1):
+        try:
+            chunk = raw.readline()
+        except (OSError, EOFError) as exc:
+            raise CorpusError(f"{source}: cannot read file ({exc})") from None
+        if not chunk:
+            return
+        start = 3 if number == 1 and chunk.startswith(codecs.BOM_UTF8) else 0
+        try:
+            line = chunk[start:].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            at = start + exc.start
+            raise _not_utf8(source, number, chunk[at], offset + at) from None
+        offset += len(chunk)
+        yield line
+
+
+def _not_utf8(source: str, line: int, byte: int, offset: int) -> CorpusError:
+    return CorpusError(
+        f"{source}:{line}: not valid UTF-8 (byte 0x{byte:02x}"
+        f" at offset {offset}); re-encode the file as UTF-8"
+    )
 
 
 def _decode(data: bytes, source: str) -> str:
@@ -322,17 +323,14 @@ def _decode(data: bytes, source: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise CorpusError(
-            f"{source}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x}"
-            f" at offset {exc.start}); re-encode the file as UTF-8"
-        ) from None
+        raise _not_utf8(source, line, data[exc.start], exc.start) from None
 
 
-def _jsonl_records(text: str, source: str) -> Iterator[tuple[int, Any]]:
-    # Split on "\n" only: str.splitlines() also splits at U+2028, U+0085 and other characters
-    # that json.dumps(ensure_ascii=False) leaves raw inside strings, breaking valid lines.
-    for number, raw_line in enumerate(text.split("\n"), start=1):
-        line = raw_line.removesuffix("\r")
+def _jsonl_records(lines: Iterable[str], source: str) -> Iterator[tuple[int, Any]]:
+    # Lines end at "\n" only: str.splitlines() also splits at U+2028, U+0085 and other
+    # characters that json.dumps(ensure_ascii=False) leaves raw inside strings.
+    for number, raw_line in enumerate(lines, start=1):
+        line = raw_line.removesuffix("\n").removesuffix("\r")
         if not line.strip():
             continue
         try:

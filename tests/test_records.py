@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import tempfile
@@ -433,3 +434,23 @@ def test_write_then_read_round_trips(title: str, body: str, tags: list[str]) -> 
         path = Path(folder) / "a.jsonl"
         write_articles_jsonl([article], path)
         assert read_articles([path]).articles == [article]
+
+
+def test_bad_utf8_after_a_bom_names_its_line_and_file_offset(tmp_path: Path) -> None:
+    # Read line by line now: the line number and the byte offset are still the file's own.
+    path = tmp_path / "a.jsonl"
+    first = codecs.BOM_UTF8 + json.dumps(GOOD).encode() + b"\r\n"
+    second = json.dumps({**GOOD, "id": "a2"}).encode() + b"\n"
+    third = b'{"id": "a3", "title": "Caf\xe9"}\n'
+    path.write_bytes(first + second + third)
+    with pytest.raises(CorpusError) as info:
+        read_articles([path], on_error="skip")
+    offset = len(first) + len(second) + third.index(b"\xe9")
+    assert str(info.value).startswith(f"{path}:3: not valid UTF-8 (byte 0xe9 at offset {offset})")
+
+
+def test_jsonl_keeps_line_separators_inside_strings(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "a.jsonl", {**GOOD, "title": "One\u2028two\x85three\rfour"})
+    path.write_bytes(path.read_bytes().replace(b"\\u2028", "\u2028".encode()))
+    [article] = read_articles([path]).articles
+    assert article.title == "One\u2028two\x85three\rfour"
