@@ -59,8 +59,6 @@ def _child(argv: list[str]) -> None:
     """
     stages_path, *recs_args = argv
     started = time.perf_counter()
-    import sklearn.decomposition
-
     import models.model as model_mod
     import scripts.cli as cli_mod
     import scripts.training as training_mod
@@ -89,8 +87,7 @@ def _child(argv: list[str]) -> None:
         "blend", model_mod.RelatedModel.blended_matrix
     )
     model_mod.top_k = timed("top-k pool", model_mod.top_k)
-    svd_cls = sklearn.decomposition.TruncatedSVD
-    svd_cls.fit = timed("svd fit", svd_cls.fit)
+    model_mod.fit_latent_components = timed("svd fit", model_mod.fit_latent_components)
     model_mod.RelatedModel.latent_vectors = timed(  # type: ignore[method-assign]
         "latent vectors", model_mod.RelatedModel.latent_vectors
     )

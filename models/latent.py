@@ -6,6 +6,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 from sklearn.utils.extmath import randomized_range_finder
+from threadpoolctl import threadpool_limits
 
 from models.config import ModelConfig
 
@@ -39,8 +40,12 @@ def fit_latent_components(blended: sp.csr_matrix, cfg: ModelConfig) -> np.ndarra
         raise ValueError(f"a {n_rows} x {n_columns} matrix has too few rows or columns for an SVD")
     rows = fit_row_sample(n_rows, cfg)
     sample = blended if rows is None else blended[rows]
-    # float32 input: 15-23% faster on Reuters, same P@10 to 4 decimals (docs/evaluation.md).
-    return _randomized_components(sample.astype(np.float32), components, cfg.random_state)
+    # One BLAS thread: the dense steps are 160 columns wide, too small to share, and on a busy
+    # machine two OpenBLAS threads spin against each other (at 50k articles under load 6:
+    # 23 s with two threads against 2 s with one, the same CPU work).
+    with threadpool_limits(limits=1, user_api="blas"):
+        # float32 input: 15-23% faster on Reuters, same P@10 to 4 decimals (docs/evaluation.md).
+        return _randomized_components(sample.astype(np.float32), components, cfg.random_state)
 
 
 def _randomized_components(matrix: sp.csr_matrix, components: int, seed: int) -> np.ndarray:
