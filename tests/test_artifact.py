@@ -209,3 +209,18 @@ def test_missing_manifest_keys_and_a_garbage_array_file_are_artifact_errors(copy
     replace_file(copy, "arrays.npz", "not a zip file")
     with pytest.raises(ArtifactError, match=r"arrays\.npz: not a readable array file"):
         load_model(copy)
+
+
+def test_model_saved_before_rerank_fit_rows_still_loads(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Directories written before the SVD sample existed have no such key in their config;
+    # they were fitted on all rows, which the default (20,000) equals for their sizes here.
+    model, articles, path = trained
+    old = tmp_path / "old-model"
+    shutil.copytree(path, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["config"]["rerank_fit_rows"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    loaded = load_model(old)
+    assert loaded.model.cfg.rerank_fit_rows == ModelConfig().rerank_fit_rows > len(articles)
+    np.testing.assert_array_equal(loaded.model.neighbours_, model.neighbours_)
+    np.testing.assert_array_equal(loaded.model.svd_components_, model.svd_components_)
