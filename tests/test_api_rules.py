@@ -131,7 +131,7 @@ def test_auth_and_disabled_routes(published: str) -> None:
         ({"hide_sections": [""]}, "/hide_sections/0", "at least 1 character"),
         ({"pin": [{"id": "a-1"}]}, "/pin/0/position", "required"),
         ({"pin": [{"id": "a-1", "position": -1}]}, "/pin/0/position", "at least 0"),
-        ({"pin": [{"id": "a-1", "position": 50}]}, "/pin/0/position", "below RECS_MAX_K (50)"),
+        ({"pin": [{"id": "a-1", "position": 50}]}, "/pin/0/position", "at most 49"),
         ({"pin": [{"id": "a-1", "position": 1.5}]}, "/pin/0/position", "must be an integer"),
         ({"pin": [{"id": "a-1", "position": 0, "x": 1}]}, "/pin/0/x", "unknown field"),
         (
@@ -227,3 +227,12 @@ def test_a_rules_file_with_redis_is_a_config_error(published: str, tmp_path: Pat
         redis_app(published, RULES_FILE=str(tmp_path / "rules.json"))
     with pytest.raises(ConfigError, match="RULES_TTL"):
         redis_app(published, RULES_TTL=-1)
+
+
+def test_pins_must_fit_the_servers_max_k(published: str) -> None:
+    client = redis_app(published, ADMIN_TOKEN=ADMIN_TOKEN, MAX_K=10, DEFAULT_K=6).test_client()
+    refused = put(client, "r1", {"pin": [{"id": "a-1", "position": 10}]})
+    assert refused.status_code == 400
+    assert refused.get_json()["parameter"] == "/pin/0/position"
+    assert "below RECS_MAX_K (10)" in refused.get_json()["message"]
+    assert put(client, "r1", {"pin": [{"id": "a-1", "position": 9}]}).status_code == 201
