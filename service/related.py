@@ -275,6 +275,8 @@ def _cache_headers(response: Response, etag: str, info: VersionInfo) -> Response
     headers = response.headers
     headers["ETag"] = f'"{etag}"'  # hex digits: nothing to quote
     headers["Cache-Control"] = current_app.extensions[CACHE_CONTROL_EXTENSION]
+    # The rules counter this worker's cache holds: shows when a rule change reached it.
+    headers["X-Recs-Rules"] = str(get_store().rules().seq)
     built = _http_date(info.built_at)
     if built is not None:
         headers["Last-Modified"] = built

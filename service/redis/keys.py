@@ -19,6 +19,11 @@ Global keys::
                                      writer (``recs worker``) applies them (service/redis/queue.py)
     rs:lock:updates         string   token of the one update writer (expires unless refreshed)
     rs:ack:ENTRY            list     the writer's JSON result for stream entry ENTRY (expires)
+    rs:rules                hash     editorial rule id -> the stored rule as JSON (outside every
+                                     version: survives publish, rollback and prune)
+    rs:rules:seq            string   the rules counter, bumped by every change (ETags, caches)
+    rs:rules:log            stream   the rules' audit log (seq, op, id, by, at, before, after;
+                                     capped near RULES_LOG_MAXLEN, service/redis/rules.py)
     rs:rl...                         Flask-Limiter's rate-limit counters, in its own layout
                                      under :data:`RATE_LIMIT_PREFIX` (service/ratelimit.py)
 
@@ -147,6 +152,12 @@ def ack_key(entry_id: str) -> str:
         raise ValueError(f"invalid stream entry id {entry_id[:40]!r}")
     return f"{ACK_ROOT}{entry_id}"
 
+
+# Editorial rules: global, never under VERSION_ROOT, so no publish, rollback or prune
+# touches them.
+RULES = f"{PREFIX}:rules"
+RULES_SEQ = f"{PREFIX}:rules:seq"
+RULES_LOG = f"{PREFIX}:rules:log"
 
 # Flask-Limiter's key prefix: it builds its counter keys itself.
 RATE_LIMIT_PREFIX = f"{PREFIX}:rl"
