@@ -73,6 +73,22 @@ class ArticleMeta:
     image_url: str
     tags: tuple[str, ...]
     tag_keys: tuple[str, ...]
+    # Article flags from the CMS (docs/editorial.md); the defaults let old versions decode.
+    no_recommend: bool = False
+    sponsored: bool = False
+    embargo_until: float | None = None  # epoch seconds: not recommended before
+    expires_at: float | None = None  # epoch seconds: not recommended from then on
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """The editorial rules in force: every stored rule by id, and the rules counter."""
+
+    seq: int  # bumped by every change; in ETags and cache keys
+    rules: Mapping[str, Mapping[str, Any]]  # rule id -> stored rule (see 2)
+
+
+EMPTY_RULES = RuleSet(0, {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +186,10 @@ class Store(ABC):
     @abstractmethod
     def ranking_source(self, info: VersionInfo) -> Source[ArticleMeta]:
         """What :func:`models.ranking.recommend` reads for one request on ``info``'s version."""
+
+    def rules(self) -> RuleSet:
+        """The editorial rules in force (none by default)."""
+        return EMPTY_RULES
 
     # ------------------------------------------------------------------------- readers
     @abstractmethod
