@@ -68,13 +68,16 @@ def _render(
     # `is not None`, not truthiness: the history mapping decodes lazily, and len() would
     # decode every item of it.
     contributors = [history[h] for h in because if history is not None and h in history]
-    return {
+    item = {
         **item_fields(meta),
         "score": round(score, 4),
         "because": list(because),
         "shared_tags": shared_tags(meta, contributors),
         "source": source,
     }
+    if meta.sponsored:  # shown only when pinned; labelled so the widget can mark it
+        item["sponsored"] = True
+    return item
 
 
 def _fallbacks(

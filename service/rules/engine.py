@@ -209,8 +209,12 @@ def arrange(
             taken.add(meta.id)
             organic.append(Placed(meta, payload, False))
     items = organic
-    for position, meta in pins:  # ascending positions: each lands where it asked, or last
-        items.insert(min(position, len(items)), Placed(meta, None, True))
+    target = -1
+    for position, meta in pins:
+        # In precedence order: a pin whose position an earlier pin took goes right after it;
+        # one beyond the list goes last.
+        target = max(position, target + 1)
+        items.insert(min(target, len(items)), Placed(meta, None, True))
     return Arranged(items, None, judge.fresh_until)
 
 
