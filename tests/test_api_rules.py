@@ -4,16 +4,19 @@ Redis): each rule field and flag, windows with an injected clock, pins, conflict
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import jsonschema
 import pytest
 import redis
 from flask.testing import FlaskClient
 
 from models.artifact import LoadedModel
 from models.records import Article, published_timestamp
+from service.openapi import spec_bytes
 from service.redis.publish import publish
 from service.redis.store import RedisStore
 from service.store.local import LocalStore
@@ -103,10 +106,18 @@ def client(store: RulesStore, clock: Clock) -> FlaskClient:
     return rules_app(store, clock).test_client()
 
 
+def validate(body: Any, name: str) -> None:
+    """Every answer here, pins, labels and reasons included, is one the spec describes."""
+    spec = json.loads(spec_bytes())
+    schema = {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+    jsonschema.Draft202012Validator(schema).validate(body)
+
+
 def related(client: FlaskClient, article_id: str, **query: Any) -> dict[str, Any]:
     response = client.get(RELATED.format(article_id), query_string=query)
     assert response.status_code == 200, response.get_data(as_text=True)
     body: dict[str, Any] = response.get_json()
+    validate(body, "RelatedResponse")
     return body
 
 
@@ -114,6 +125,7 @@ def for_you(client: FlaskClient, **body: Any) -> dict[str, Any]:
     response = client.post(FOR_YOU, json=body)
     assert response.status_code == 200, response.get_data(as_text=True)
     answer: dict[str, Any] = response.get_json()
+    validate(answer, "RecommendationsResponse")
     return answer
 
 
