@@ -638,7 +638,8 @@ def test_token_events_are_json_by_beacon_same_origin_and_keepalive_fetch_cross_o
     [(headers, body)] = recs.requests
     assert headers["content-type"] == JSON_TYPE
     # After the related box: without the page's article and what that box shows.
-    assert json.loads(body) == {"user_token": TOKEN, "k": 3, "exclude": [START, *card_ids(page, RELATED)]}
+    shown = [START, *card_ids(page, RELATED)]
+    assert json.loads(body) == {"user_token": TOKEN, "k": 3, "exclude": shown}
 
     # As they left the page: the view awaited by fetch, the click by the path for the origin.
     events_url = f"{server}/v1/events"
