@@ -749,7 +749,7 @@ def test_one_page_never_repeats_a_story_and_marks_the_sponsored_card(
         assert asked and f"exclude={article}" in asked[-1].query
         assert all(i in asked[-1].query for i in related)
         # The pinned sponsored story: second in the first box, marked in words.
-        card = page.locator(f'{RELATED} a.recs__link[data-recs-sponsored]')
+        card = page.locator(f"{RELATED} a.recs__link[data-recs-sponsored]")
         assert card.count() == 1
         assert card.get_attribute("data-recs-id") == "demo-sponsored-1"
         assert card.get_attribute("data-recs-position") == "1"
