@@ -9,8 +9,8 @@ Usage::
 Everything on loopback: two private redis-servers with the same model published, one with no
 rules and one with ``--rules`` active rules of mixed scopes (six in ten scoped to an article,
 three to a section, one site-wide; each hides a few ids, some hide a tag or a section, one in
-five article or section rules pins an article), and one API gunicorn on each. Per round, both are measured with ``wrk``
-on random article ids (k=6) in turn, so machine noise hits both alike; then each gets a
+five article or section rules pins an article), and one API gunicorn on each. Per round, both
+are measured with ``wrk`` on random article ids (k=6) in turn, so machine noise hits both alike; then each gets a
 fixed-rate run at half the no-rules maximum (benchmarks/load.py: open loop, latency from the
 scheduled send time).
 
