@@ -10,9 +10,9 @@ Everything on loopback: two private redis-servers with the same model published,
 rules and one with ``--rules`` active rules of mixed scopes (six in ten scoped to an article,
 three to a section, one site-wide; each hides a few ids, some hide a tag or a section, one in
 five article or section rules pins an article), and one API gunicorn on each. Per round, both
-are measured with ``wrk`` on random article ids (k=6) in turn, so machine noise hits both alike; then each gets a
-fixed-rate run at half the no-rules maximum (benchmarks/load.py: open loop, latency from the
-scheduled send time).
+are measured with ``wrk`` on random article ids (k=6) in turn, so machine noise hits both
+alike; then each gets a fixed-rate run at half the no-rules maximum (benchmarks/load.py: open
+loop, latency from the scheduled send time).
 
 Targets (issue 14): rules req/s >= 0.90 x no-rules req/s; p99 < 10 ms at half load.
 """
