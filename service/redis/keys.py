@@ -60,7 +60,8 @@ VERSION_ROOT = f"{PREFIX}:v:"
 INFO_SUFFIX = ":info"
 
 # Bumped when an encoding below changes; stored in each version's info hash.
-LAYOUT = 1
+# 2: the article flags may follow tag_keys in the metadata array (layout-1 blobs still decode).
+LAYOUT = 2
 # Scores are cosine blends in [0, 1]; uint16 keeps them to within 0.5 / 65535.
 SCORE_SCALE = 65535
 ROW_DTYPE = np.dtype("<i4")
