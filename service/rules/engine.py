@@ -15,7 +15,7 @@ go article scope, section scope, site-wide, then rule id.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -52,11 +52,6 @@ class Box:
     hide_box: str | None  # id of the rule that empties the box
     pins: tuple[tuple[int, int, str, int, str], ...]  # merged pin precedence order
     fresh_until: float  # the next instant a rule starts or ends
-
-    @property
-    def rules(self) -> tuple[str, ...]:
-        """Ids of the rules in force in this box."""
-        return tuple(sorted({r for part in self.parts for r in part.rules}))
 
 
 def box_for(
@@ -195,12 +190,13 @@ def arrange(
         pins.append((position, meta))
     wanted = k - len(pins)
     organic: list[Placed[P]] = []
-    sources = [candidates] if more is None else [candidates, ()]
-    for run, source in enumerate(sources):
-        if run == 1 and more is not None:
-            if len(organic) >= wanted:
-                break
-            source = more()
+
+    def runs() -> Iterator[Iterable[tuple[ArticleMeta | None, P]]]:
+        yield candidates
+        if more is not None and len(organic) < wanted:
+            yield more()  # only now: the fallbacks may cost store reads
+
+    for source in runs():
         for meta, payload in source:
             if len(organic) >= wanted:
                 break
