@@ -306,6 +306,20 @@ def test_max_age_days_strictest_wins(
     ]
 
 
+def test_max_age_days_and_hide_tags_in_for_you(
+    client: FlaskClient, store: RulesStore, corpus: Corpus
+) -> None:
+    by_id = {a.id: a for a in corpus.loaded.articles}
+    tag = next(t for a in corpus.loaded.articles[:50] for t in a.tags)
+    store.set_rules({"week": {"max_age_days": 7}, "tags": {"hide_tags": [tag]}})
+    cutoff = (NOW - timedelta(days=7)).timestamp()
+    for body in (for_you(client, history=[corpus.source], k=8), for_you(client, k=8)):
+        assert len(ids(body)) == 8
+        for item in ids(body):
+            assert published_timestamp(by_id[item].published_at) >= cutoff
+            assert tag not in by_id[item].tags
+
+
 def test_validity_window_with_the_clock_and_the_response_cache(
     client: FlaskClient, store: RulesStore, clock: Clock, corpus: Corpus
 ) -> None:
