@@ -21,7 +21,7 @@ from service.foryou.settings import bp, state
 from service.related import item_fields, tags_with_keys
 from service.resilience import serve_stale_on_failure
 from service.rules.boxes import compiled_rules, pinned_metas
-from service.rules.engine import Box, arrange, box_for
+from service.rules.engine import HIDE_BOX_REASON, Box, arrange, box_for
 from service.store.base import ArticleMeta, NoLiveVersion, Store, StoreUnavailable, VersionInfo
 from service.store_ext import get_store
 
@@ -159,15 +159,23 @@ def recommendations() -> Response:
             stored,
             missing,
         )
-    none: list[tuple[str, float]] = []
-    # Trending counts are cached per process: the prior costs no store read most of the time.
-    trending = _optional("trending", lambda: store.trending(when, shared.history), none, missing)
     box = box_for(
         compiled_rules(store),
         now=when,
         sections=(query.section,),
         blocked=query.exclude,
     )
+    if box.hide_box is not None:  # switched off by a rule: nothing to rank
+        body = {
+            "model_version": info.version,
+            "items": [],
+            "ignored": [],
+            "reason": HIDE_BOX_REASON,
+        }
+        return json_response(body)
+    none: list[tuple[str, float]] = []
+    # Trending counts are cached per process: the prior costs no store read most of the time.
+    trending = _optional("trending", lambda: store.trending(when, shared.history), none, missing)
     pins = pinned_metas(store, info.version, box)
     result = recommend(
         store.ranking_source(info),

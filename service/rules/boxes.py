@@ -15,7 +15,9 @@ EXTENSION = "recs_rules_compiler"
 
 def compiled_rules(store: Store) -> CompiledRules:
     """The store's rules, compiled once per rules seq per process."""
-    compiler: RulesCompiler = current_app.extensions.setdefault(EXTENSION, RulesCompiler())
+    compiler: RulesCompiler | None = current_app.extensions.get(EXTENSION)
+    if compiler is None:  # the first request of this app (setdefault: one wins a race)
+        compiler = current_app.extensions.setdefault(EXTENSION, RulesCompiler())
     return compiler.get(store.rules())
 
 
