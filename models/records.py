@@ -14,15 +14,25 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from models import jsonsafe
+from models.flags import FIELDS as FLAG_FIELDS
+from models.flags import FlagError, parse_flags
+
+# The reading side of stored times lives in models/times.py; imported from here as well.
+from models.times import parse_time as parse_time
+from models.times import published_micros as published_micros
+from models.times import published_timestamp as published_timestamp
+from models.times import utc_micros as utc_micros
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-KNOWN_FIELDS = ("id", "title", "body", "tags", "section", "published_at", "url", "image_url")
+KNOWN_FIELDS = (
+    *("id", "title", "body", "tags", "section", "published_at", "url", "image_url"),
+    *FLAG_FIELDS,
+)
 OnError = Literal["fail", "skip"]
 # How many bad records one failed read reports before it stops listing them.
 MAX_REPORTED_ERRORS = 20
@@ -31,8 +41,6 @@ MAX_REPORTED_ERRORS = 20
 CSV_FIELD_LIMIT = 16 * 1024 * 1024
 # The one format of stored times (published dates, manifests, impressions): UTC to the second.
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +56,11 @@ class Article:
     url: str = ""
     image_url: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Editorial flags (models/flags.py); times as UTC ``YYYY-MM-DDTHH:MM:SSZ``.
+    no_recommend: bool = False
+    sponsored: bool = False
+    embargo_until: str | None = None
+    expires_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The article as a JSON-ready dict, unknown fields included."""
@@ -62,6 +75,11 @@ class Article:
             url=self.url,
             image_url=self.image_url,
         )
+        # Flags only when set: the records of unflagged articles stay as they were.
+        for name in FLAG_FIELDS:
+            value = getattr(self, name)
+            if value:
+                out[name] = value
         return out
 
 
@@ -141,38 +159,6 @@ def format_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(TIME_FORMAT)
 
 
-# Reading side of ``published_at``: ranking and the stores read the same few thousand dates
-# over and over, so parsing is cached per string.
-@lru_cache(maxsize=65_536)
-def parse_time(value: str | None) -> datetime | None:
-    """An ISO-8601 time as aware UTC (naive means UTC); ``None`` if absent or unparseable."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def published_timestamp(published_at: str | None) -> float:
-    """Unix seconds of a ``published_at`` (0 when undated or unparseable: sorts last)."""
-    parsed = parse_time(published_at)
-    return 0.0 if parsed is None else parsed.timestamp()
-
-
-def utc_micros(moment: datetime) -> int:
-    """An aware time as integer microseconds since 1970: exact, unlike float seconds."""
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-@lru_cache(maxsize=65_536)
-def published_micros(published_at: str | None) -> int | None:
-    """A ``published_at`` as :func:`utc_micros` (``None`` if absent or unparseable)."""
-    parsed = parse_time(published_at)
-    return None if parsed is None else utc_micros(parsed)
-
-
 def article_from_mapping(data: Any, *, source: str = "<input>", line: int | None = None) -> Article:
     """Validate one decoded record and build an :class:`Article` from it."""
     if not isinstance(data, Mapping):
@@ -212,6 +198,10 @@ def article_from_mapping(data: Any, *, source: str = "<input>", line: int | None
     published_at = (
         None if published in (None, "") else parse_published_at(published, source=source, line=line)
     )
+    try:
+        flags = parse_flags(data)
+    except FlagError as exc:
+        raise RecordError(source, line, exc.field, exc.reason) from None
     extra = {key: value for key, value in data.items() if key not in KNOWN_FIELDS}
     return Article(
         id=article_id,
@@ -223,6 +213,7 @@ def article_from_mapping(data: Any, *, source: str = "<input>", line: int | None
         url=text_field("url"),
         image_url=text_field("image_url"),
         extra=extra,
+        **flags,
     )
 
 

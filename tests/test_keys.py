@@ -19,7 +19,7 @@ def test_global_keys_are_pinned() -> None:
     assert keys.PUBLISH_LOCK == "rs:lock:publish"
     assert keys.VERSION_ROOT == "rs:v:"
     assert keys.INFO_SUFFIX == ":info"
-    assert keys.LAYOUT == 1
+    assert keys.LAYOUT == 2
     assert keys.RATE_LIMIT_PREFIX == "rs:rl"
     assert keys.RULES == "rs:rules"
     assert keys.RULES_SEQ == "rs:rules:seq"

@@ -74,6 +74,22 @@ class ArticleMeta:
     image_url: str
     tags: tuple[str, ...]
     tag_keys: tuple[str, ...]
+    # Article flags from the CMS (docs/editorial.md); the defaults let old versions decode.
+    no_recommend: bool = False
+    sponsored: bool = False
+    embargo_until: float | None = None  # epoch seconds: not recommended before
+    expires_at: float | None = None  # epoch seconds: not recommended from then on
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """The editorial rules in force: every stored rule by id, and the rules counter."""
+
+    seq: int  # bumped by every change; in ETags and cache keys
+    rules: Mapping[str, Mapping[str, Any]]  # rule id -> stored rule (docs/editorial.md)
+
+
+EMPTY_RULES = RuleSet(0, {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,17 +104,6 @@ class VersionInfo:
     # Incremental updates applied to this version since it was published (each one bumps it):
     # part of every cache key and ETag, since a version's lists are no longer frozen.
     seq: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class RuleSet:
-    """The editorial rules in force: every stored rule by id, and the rules counter."""
-
-    seq: int  # bumped by every change; in ETags and cache keys
-    rules: Mapping[str, Mapping[str, Any]]  # rule id -> stored rule (see 2)
-
-
-EMPTY_RULES = RuleSet(0, {})
 
 
 @dataclass(frozen=True, slots=True)

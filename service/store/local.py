@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from models.artifact import LoadedModel
+from models.flags import flag_timestamp
 from models.model import RelatedModel
 from models.ranking import ModelSource
 from models.records import Article, published_timestamp
@@ -49,6 +50,10 @@ def article_meta(model: RelatedModel, article: Article) -> ArticleMeta:
         image_url=article.image_url,
         tags=article.tags,
         tag_keys=tuple(model.tags_.tag_keys(article.tags)),
+        no_recommend=article.no_recommend,
+        sponsored=article.sponsored,
+        embargo_until=flag_timestamp(article.embargo_until),
+        expires_at=flag_timestamp(article.expires_at),
     )
 
 
