@@ -32,12 +32,13 @@ lint: $(VENV)/.installed
 serve: $(VENV)/.installed
 	$(BIN)/recs serve --model $(DEMO_MODEL)
 
-# The widget demo: train the sample, serve it without Redis, open the printed URL.
+# The widget demo: train the sample (and one sponsored story, pinned by the demo rules file),
+# serve it without Redis, open the printed URL.
 DEMO_PORT ?= 8000
 demo-serve: $(VENV)/.installed
-	$(BIN)/recs train --articles data/sample/reuters-sample.jsonl --out $(DEMO_MODEL) --k 20
+	$(BIN)/recs train --articles data/sample/reuters-sample.jsonl --articles data/sample/demo-sponsored.jsonl --out $(DEMO_MODEL) --k 20
 	@echo "widget demo: http://127.0.0.1:$(DEMO_PORT)/demo  (Ctrl-C to stop)"
-	$(BIN)/recs serve --model $(DEMO_MODEL) --port $(DEMO_PORT)
+	RECS_RULES_FILE=data/sample/demo-rules.json $(BIN)/recs serve --model $(DEMO_MODEL) --port $(DEMO_PORT)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -8,7 +8,6 @@ names the file, line, field and reason, so a newsroom export with one bad row is
 from __future__ import annotations
 
 import codecs
-import csv
 import gzip
 import io
 import itertools
@@ -22,23 +21,29 @@ from pathlib import Path
 from typing import Any, Literal
 
 from models import jsonsafe
+from models.csv_records import CSV_FIELD_LIMIT as CSV_FIELD_LIMIT
+from models.csv_records import csv_records
+from models.errors import CorpusError as CorpusError
+from models.errors import RecordError as RecordError
+from models.flags import FIELDS as FLAG_FIELDS
+from models.flags import FlagError, parse_flags
 
-# The time helpers live in models/timefmt.py; these names stay importable from here.
-from models.timefmt import TIME_FORMAT as TIME_FORMAT
-from models.timefmt import format_utc as format_utc
-from models.timefmt import parse_time as parse_time
-from models.timefmt import published_micros as published_micros
-from models.timefmt import published_timestamp as published_timestamp
-from models.timefmt import utc_micros as utc_micros
+# The time helpers live in models/times.py; these names stay importable from here.
+from models.times import TIME_FORMAT as TIME_FORMAT
+from models.times import format_utc as format_utc
+from models.times import parse_time as parse_time
+from models.times import published_micros as published_micros
+from models.times import published_timestamp as published_timestamp
+from models.times import utc_micros as utc_micros
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-KNOWN_FIELDS = ("id", "title", "body", "tags", "section", "published_at", "url", "image_url")
+KNOWN_FIELDS = (
+    *("id", "title", "body", "tags", "section", "published_at", "url", "image_url"),
+    *FLAG_FIELDS,
+)
 OnError = Literal["fail", "skip"]
 # How many bad records one failed read reports before it stops listing them.
 MAX_REPORTED_ERRORS = 20
-# The longest CSV cell accepted. Far above any article body; what reaches it is usually an
-# unclosed quote that swallowed the rest of the file into one cell.
-CSV_FIELD_LIMIT = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,11 @@ class Article:
     url: str = ""
     image_url: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Editorial flags (models/flags.py); times as UTC ``YYYY-MM-DDTHH:MM:SSZ``.
+    no_recommend: bool = False
+    sponsored: bool = False
+    embargo_until: str | None = None
+    expires_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The article as a JSON-ready dict, unknown fields included."""
@@ -68,31 +78,12 @@ class Article:
             url=self.url,
             image_url=self.image_url,
         )
+        # Flags only when set: the records of unflagged articles stay as they were.
+        for name in FLAG_FIELDS:
+            value = getattr(self, name)
+            if value:
+                out[name] = value
         return out
-
-
-class RecordError(ValueError):
-    """A bad record: where it is, which field, and why."""
-
-    def __init__(self, source: str, line: int | None, field: str | None, reason: str) -> None:
-        self.source = source
-        self.line = line
-        self.field = field
-        self.reason = reason
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        where = self.source if self.line is None else f"{self.source}:{self.line}"
-        what = f" field '{self.field}':" if self.field else ""
-        return f"{where}:{what} {self.reason}"
-
-
-class CorpusError(ValueError):
-    """A corpus that cannot be used: bad records (in fail mode), duplicates, or no articles."""
-
-    def __init__(self, message: str, errors: list[RecordError] | None = None) -> None:
-        self.errors = errors or []
-        super().__init__(message)
 
 
 @dataclass
@@ -181,6 +172,10 @@ def article_from_mapping(data: Any, *, source: str = "<input>", line: int | None
     published_at = (
         None if published in (None, "") else parse_published_at(published, source=source, line=line)
     )
+    try:
+        flags = parse_flags(data)
+    except FlagError as exc:
+        raise RecordError(source, line, exc.field, exc.reason) from None
     extra = {key: value for key, value in data.items() if key not in KNOWN_FIELDS}
     return Article(
         id=article_id,
@@ -192,6 +187,7 @@ def article_from_mapping(data: Any, *, source: str = "<input>", line: int | None
         url=text_field("url"),
         image_url=text_field("image_url"),
         extra=extra,
+        **flags,
     )
 
 
@@ -288,7 +284,7 @@ def _records(path: Path) -> Iterator[tuple[int, Any]]:
             data = raw.read()
         except (OSError, EOFError) as exc:
             raise CorpusError(f"{source}: cannot read file ({exc})") from None
-    yield from _csv_records(_decode(data, source), source)
+    yield from csv_records(_decode(data, source), source)
 
 
 def _decoded_lines(raw: io.BufferedIOBase, source: str) -> Iterator[str]:
@@ -337,54 +333,6 @@ def _jsonl_records(lines: Iterable[str], source: str) -> Iterator[tuple[int, Any
             yield number, jsonsafe.loads(line)
         except jsonsafe.JSONInputError as exc:
             yield number, RecordError(source, number, None, exc.reason)
-
-
-def _csv_records(text: str, source: str) -> Iterator[tuple[int, Any]]:
-    # The csv module's default cell limit (128 KiB) is below a long article body, and after
-    # its "field larger than field limit" error the parser resumes in the middle of the record,
-    # reading the rest of the cell as rows. So parse with a limit no cell of this text can
-    # reach and enforce CSV_FIELD_LIMIT per record, which keeps every later record intact.
-    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    try:
-        header = reader.fieldnames
-    except csv.Error as exc:
-        raise CorpusError(f"{source}:{max(reader.line_num, 1)}: bad CSV header ({exc})") from None
-    if not header or "id" not in header:
-        raise CorpusError(f"{source}:1: CSV header must include an 'id' column")
-    rows = iter(reader)
-    while True:
-        start = reader.line_num + 1
-        try:
-            row = next(rows)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            number = reader.line_num
-            yield number, RecordError(source, number, None, f"bad CSV ({exc})")
-            continue
-        yield reader.line_num, _csv_record(row, source, start, reader.line_num)
-
-
-def _csv_record(row: dict[Any, Any], source: str, start: int, end: int) -> Any:
-    """One CSV row as a record dict (tags split at ``|``), or the RecordError it makes."""
-    if None in row:
-        return RecordError(source, end, None, "more cells than header columns")
-    record: dict[str, Any] = {key: value for key, value in row.items() if value is not None}
-    for key, value in record.items():
-        if len(value) > CSV_FIELD_LIMIT:
-            hint = ""
-            if start < end:
-                hint = f"; the record spans lines {start}-{end}: an unclosed quote?"
-            return RecordError(
-                source,
-                start,
-                key,
-                f"{len(value):,} characters, over the {CSV_FIELD_LIMIT:,}-character limit{hint}",
-            )
-    tags = record.get("tags")
-    record["tags"] = [t for t in tags.split("|")] if tags else []
-    return record
 
 
 def _type_name(value: Any) -> str:

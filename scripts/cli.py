@@ -32,6 +32,7 @@ from scripts.publish_cmd import (
     versions_command,
 )
 from scripts.retrain_cmd import retrain_command
+from scripts.rules_cmd import rules_group
 from scripts.serve_cmd import serve
 from scripts.sign_user_cmd import sign_user
 from scripts.training import build_config, open_model, parse_as_of, train_model
@@ -58,6 +59,7 @@ for _command in [
     upsert_command,
     delete_command,
     worker_command,
+    rules_group,
 ]:
     cli.add_command(_command)
 

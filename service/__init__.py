@@ -31,7 +31,8 @@ from service import (
     store_ext,
     widget,
 )
-from service.settings import ConfigError, int_setting
+from service.rules import admin as rules_admin
+from service.settings import ConfigError, int_setting, number_setting
 
 __all__ = ["ConfigError", "create_app"]
 
@@ -62,6 +63,11 @@ DEFAULTS: dict[str, Any] = {
     # Seconds the live version (and its update seq) is remembered: bounds how late a publish or
     # an incremental update shows (0: ask the store every time).
     "VERSION_TTL": 0.25,
+    # Seconds between checks of the rules counter: a rule change is in force on every worker
+    # within about this much (plus a read), and /related pays no rules round trip meanwhile.
+    "RULES_TTL": 0.5,
+    # Embedded mode: a JSON file of editorial rules (docs/editorial.md), re-read when it changes.
+    "RULES_FILE": None,
     "MAX_K": 50,
     "DEFAULT_K": 6,
     # Every Redis call gives up after this many seconds (connect and each reply): an outage
@@ -114,6 +120,7 @@ def _check_config(app: Flask) -> None:
     ttl = config["VERSION_TTL"]
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 <= ttl <= 3600:
         raise ConfigError("VERSION_TTL (env RECS_VERSION_TTL) must be 0 to 3600 seconds")
+    config["RULES_TTL"] = number_setting(config, "RULES_TTL", 0, 60)
     if not callable(config["CLOCK"]):
         raise ConfigError("CLOCK must be a callable returning an aware datetime")
     for name, low, high in (("REDIS_TIMEOUT", 0.01, 60), ("BREAKER_COOLDOWN", 0, 600)):
@@ -211,6 +218,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     related.init_app(app)
     auth.init_app(app)
     articles_admin.init_app(app)
+    rules_admin.init_app(app)
     foryou.init_app(app)
     widget.init_app(app)
     demo.init_app(app)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -19,8 +17,12 @@ from werkzeug.http import http_date
 from models.records import ID_PATTERN
 from models.tagnorm import normalize_tag
 from service.errors import BadRequest, NotFound
+from service.related_cache import ResponseCache
 from service.resilience import serve_stale_on_failure
-from service.store.base import ArticleMeta, NoLiveVersion, RelatedRead, VersionInfo
+from service.rules.boxes import compiled_rules, now_epoch, pinned_metas
+from service.rules.compiled import CompiledRules
+from service.rules.engine import arrange, box_for
+from service.store.base import ArticleMeta, NoLiveVersion, RelatedRead, Store, VersionInfo
 from service.store_ext import get_store
 
 bp = Blueprint("related", __name__)
@@ -33,39 +35,9 @@ MAX_SECTION_LENGTH = 200
 MAX_AGE_DAYS = 100_000
 # Part of every ETag: bump it when the response format changes, so caches do not serve a
 # body of the old shape under an unchanged model version.
-ETAG_SALT = "related-v1"
-
-
-# A version's stored data changes only by incremental updates, each of which bumps its ``seq``:
-# an answer for (version, seq, query) stays right until the next update or publish, which
-# simply miss. Hot articles (a news site's
-# traffic is very skewed) are then served without a store round trip.
-class ResponseCache:
-    """A bounded LRU of rendered answers, keyed by model version and normalised query."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._data: OrderedDict[tuple[str, str], bytes] = OrderedDict()
-        self._lock = threading.Lock()  # Flask's dev server and threaded workers share it
-
-    def get(self, key: tuple[str, str]) -> bytes | None:
-        """The cached body, or ``None``."""
-        with self._lock:
-            body = self._data.get(key)
-            if body is not None:
-                self._data.move_to_end(key)
-            return body
-
-    def put(self, key: tuple[str, str], body: bytes) -> None:
-        """Remember a body, dropping the least recently used beyond ``size``."""
-        with self._lock:
-            self._data[key] = body
-            self._data.move_to_end(key)
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._data)
+ETAG_SALT = "related-v2"
+# Neighbours read beyond what an answer needs without rules, for items flags or rules drop.
+RULES_MARGIN = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,22 +188,27 @@ def _fixed_fields(meta: ArticleMeta) -> str:
     return _encode(item_fields(meta))[:-1]
 
 
-def _item_json(meta: ArticleMeta, score: float, source: ArticleMeta | None) -> str:
+def _item_json(
+    meta: ArticleMeta, score: float, source: ArticleMeta | None, pinned: bool = False
+) -> str:
     # Four decimals: the Redis layout stores scores to ~1e-5, so more digits are noise.
     # repr(float) is what json writes for a float.
     shared = shared_tags(source, meta)
     tags = _encode(shared) if shared else "[]"
-    return f'{_fixed_fields(meta)},"score":{round(score, 4)!r},"shared_tags":{tags}}}'
+    # Labels only where they apply: an organic item's bytes are as before.
+    labels = ',"source":"pinned"' if pinned else ""
+    if meta.sponsored:
+        labels += ',"sponsored":true'
+    return f'{_fixed_fields(meta)},"score":{round(score, 4)!r},"shared_tags":{tags}{labels}}}'
 
 
-def select(
+def candidates(
     query: RelatedQuery, read: RelatedRead, cutoff: datetime | None
-) -> list[tuple[ArticleMeta, float]]:
-    """The first ``k`` neighbours, in stored order, that pass exclude, section and age."""
-    items: list[tuple[ArticleMeta, float]] = []
-    metas, exclude = read.metas, query.exclude
+) -> Iterator[tuple[ArticleMeta | None, float]]:
+    """Stored neighbours in order that pass the query's section and age filters, lazily."""
+    metas = read.metas
     for index, neighbour in enumerate(read.neighbours):
-        if neighbour.id == query.article_id or neighbour.id in exclude:
+        if neighbour.id == query.article_id or neighbour.id in query.exclude:
             continue
         # Indexed only here: a store may decode metadata lazily, so skipped or unreached
         # neighbours are never decoded.
@@ -245,7 +222,18 @@ def select(
             # Undated articles cannot be shown to be recent enough.
             if published is None or published < cutoff:
                 continue
-        items.append((meta, neighbour.score))
+        yield meta, neighbour.score
+
+
+def select(
+    query: RelatedQuery, read: RelatedRead, cutoff: datetime | None
+) -> list[tuple[ArticleMeta, float]]:
+    """The first ``k`` neighbours, in stored order, that pass exclude, section and age (no
+    rules: :func:`answer` applies them)."""
+    items: list[tuple[ArticleMeta, float]] = []
+    for meta, score in candidates(query, read, cutoff):
+        if meta is not None:
+            items.append((meta, score))
         if len(items) == query.k:
             break
     return items
@@ -256,18 +244,23 @@ def render(
     version: str,
     items: Sequence[tuple[ArticleMeta, float]],
     source: ArticleMeta | None,
+    pinned: Collection[str] = (),
+    reason: str | None = None,
 ) -> bytes:
-    """The JSON answer: ``{"article_id", "model_version", "items": [...]}``, compact, UTF-8."""
-    shown = ",".join(_item_json(meta, score, source) for meta, score in items)
+    """The JSON answer: ``{"article_id", "model_version", "items": [...]}``, compact, UTF-8;
+    ``pinned`` ids are labelled ``"source":"pinned"``; ``reason`` says why a box is empty."""
+    shown = ",".join(_item_json(m, score, source, m.id in pinned) for m, score in items)
     head = f'{{"article_id":{_encode(article_id)},"model_version":{_encode(version)}'
-    return f'{head},"items":[{shown}]}}'.encode()
+    tail = "" if reason is None else f',"reason":{_encode(reason)}'
+    return f'{head},"items":[{shown}]{tail}}}'.encode()
 
 
-def _etag(info: VersionInfo, query: RelatedQuery, item_ids: Sequence[str] | None) -> str:
-    parts = [ETAG_SALT, info.version, str(info.seq), query.cache_key()]
-    if item_ids is not None:
-        # With max_age_days the answer also depends on the clock: tag the result itself.
-        parts.append(",".join(item_ids))
+def _etag(info: VersionInfo, rules_seq: int, query: RelatedQuery, shown: str) -> str:
+    # What is shown is part of it, as the answer may depend on the clock (max_age_days,
+    # embargoes, expiries, rule windows); so is the rules seq, so a rule change never meets an
+    # old 304. Ids and labels, not the body: both stores give one ETag to one answer, though
+    # Redis keeps scores to 1e-5.
+    parts = [ETAG_SALT, info.version, str(info.seq), str(rules_seq), query.cache_key(), shown]
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=12).hexdigest()
 
 
@@ -275,6 +268,8 @@ def _cache_headers(response: Response, etag: str, info: VersionInfo) -> Response
     headers = response.headers
     headers["ETag"] = f'"{etag}"'  # hex digits: nothing to quote
     headers["Cache-Control"] = current_app.extensions[CACHE_CONTROL_EXTENSION]
+    # The rules counter this worker's cache holds: shows when a rule change reached it.
+    headers["X-Recs-Rules"] = str(get_store().rules().seq)
     built = _http_date(info.built_at)
     if built is not None:
         headers["Last-Modified"] = built
@@ -293,9 +288,47 @@ def _cutoff(days: int | None) -> datetime | None:
         return None  # before year 1: every dated article is recent enough
 
 
+def answer(
+    store: Store, info: VersionInfo, query: RelatedQuery, compiled: CompiledRules, now: float
+) -> tuple[bytes, str, float] | None:
+    """The rendered answer, what it shows (ids, labels, reason: for the ETag) and until when
+    it holds; ``None`` for an unknown article."""
+    # No metadata filter: the answer is within the first k + 1 + |exclude| stored neighbours
+    # (the article itself and excluded ids may take places), plus a few that flags or rules
+    # may drop; a short answer reads the rest below.
+    limit = None
+    if query.section is None and query.max_age_days is None:
+        limit = query.k + 1 + len(query.exclude) + RULES_MARGIN
+    read = store.related_articles(info.version, query.article_id, limit)
+    if read is None:
+        return None
+    source = read.source
+    box = box_for(
+        compiled,
+        now=now,
+        article_id=query.article_id,
+        # Section rules apply to the article's section and to the one a box asks for.
+        sections=(source.section if source else None, query.section),
+        blocked=(query.article_id, *query.exclude),
+    )
+    pins = pinned_metas(store, info.version, box)
+    cutoff = _cutoff(query.max_age_days)
+    arranged = arrange(box, candidates(query, read, cutoff), query.k, pins)
+    if len(arranged.items) < query.k and not read.complete and arranged.reason is None:
+        # Dropped neighbours (flags, rules, missing metadata) used up the margin.
+        full = store.related_articles(info.version, query.article_id)
+        if full is not None:
+            arranged = arrange(box, candidates(query, full, cutoff), query.k, pins)
+    items = [(p.meta, p.payload or 0.0) for p in arranged.items]
+    pinned = {p.meta.id for p in arranged.items if p.pinned}
+    body = render(query.article_id, info.version, items, source, pinned, arranged.reason)
+    shown = ",".join(f"{m.id}{'+' if m.id in pinned else ''}" for m, _ in items)
+    return body, f"{shown}|{arranged.reason or ''}", arranged.fresh_until
+
+
 @bp.get("/v1/articles/<article_id>/related")
 def related(article_id: str) -> Response:
-    """Related articles of one article in the live model version."""
+    """Related articles of one article in the live model version, editorial rules applied."""
     if not ID_PATTERN.fullmatch(article_id):
         # Cannot exist; answered without touching the store.
         raise NotFound(f"unknown article_id {article_id[:40]!r}", parameter="article_id")
@@ -307,44 +340,32 @@ def related(article_id: str) -> Response:
     if info is None:
         # A StoreUnavailable: a Redis that restarted empty still gets stale answers served.
         raise NoLiveVersion("no model version is published yet")
+    compiled = compiled_rules(store)
+    now = now_epoch()
 
-    # Stored data of a version changes only with its seq, so without a clock-dependent filter
-    # the ETag is known before any further store round trip, and so is the body if cached.
+    # Stored data changes only with the version's seq and the rules only with theirs; what the
+    # clock changes (windows, embargoes, expiries) bounds each entry's life. A hot article's
+    # answer (a news site's traffic is very skewed) is then served without a store round trip.
     cache: ResponseCache | None = current_app.extensions[CACHE_EXTENSION]
     cache_key = None
-    if query.max_age_days is None:
-        etag = _etag(info, query, None)
-        if request.if_none_match.contains_weak(etag):
-            return _cache_headers(Response(status=304), etag, info)
-        if cache is not None:
-            cache_key = (f"{info.version}#{info.seq}", query.cache_key())
-            cached = cache.get(cache_key)
-            if cached is not None:
-                return _cache_headers(_json_response(cached), etag, info)
+    if cache is not None and query.max_age_days is None:
+        cache_key = (f"{info.version}#{info.seq}#{compiled.seq}", query.cache_key())
+        cached = cache.get(cache_key, now)
+        if cached is not None:
+            data, etag, _ = cached
+            if request.if_none_match.contains_weak(etag):
+                return _cache_headers(Response(status=304), etag, info)
+            return _cache_headers(_json_response(data), etag, info)
 
-    # No metadata filter: the answer is within the first k + 1 + |exclude| stored neighbours
-    # (the article itself and excluded ids may take places), so read no further than that.
-    limit = None
-    if query.section is None and query.max_age_days is None:
-        limit = query.k + 1 + len(query.exclude)
-    read = store.related_articles(info.version, article_id, limit)
-    if read is None:
+    found = answer(store, info, query, compiled, now)
+    if found is None:
         raise NotFound(f"unknown article_id {article_id!r}", parameter="article_id")
-    cutoff = _cutoff(query.max_age_days)
-    items = select(query, read, cutoff)
-    if len(items) < query.k and not read.complete:
-        # Neighbours without metadata (never in a complete version) used up the margin.
-        full = store.related_articles(info.version, article_id)
-        if full is not None:
-            items = select(query, full, cutoff)
-
-    if query.max_age_days is not None:
-        etag = _etag(info, query, [meta.id for meta, _ in items])
-        if request.if_none_match.contains_weak(etag):
-            return _cache_headers(Response(status=304), etag, info)
-    data = render(article_id, info.version, items, read.source)
+    data, shown, fresh_until = found
+    etag = _etag(info, compiled.seq, query, shown)
     if cache is not None and cache_key is not None:
-        cache.put(cache_key, data)
+        cache.put(cache_key, (data, etag, fresh_until))
+    if request.if_none_match.contains_weak(etag):
+        return _cache_headers(Response(status=304), etag, info)
     return _cache_headers(_json_response(data), etag, info)
 
 

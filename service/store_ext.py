@@ -57,6 +57,12 @@ def create_store(app: Flask) -> Store:
     """A store from the config: ``STORE`` (an instance), else Redis, else a model directory."""
     config = app.config
     given = config.get("STORE")
+    rules_file = config.get("RULES_FILE")
+    if rules_file and (given is not None or config.get("REDIS_URL")):
+        raise ConfigError(
+            "RULES_FILE (env RECS_RULES_FILE) is for a model directory (RECS_MODEL_DIR) only:"
+            " with Redis, load a rules file with `recs rules import FILE`"
+        )
     if given is not None:
         if not isinstance(given, Store):
             raise ConfigError(f"STORE must be a Store instance, got {type(given).__name__}")
@@ -82,14 +88,24 @@ def create_store(app: Flask) -> Store:
             breaker=CircuitBreaker(cooldown=cooldown),
             budgets={kind: _seconds(config, name) for kind, name in BUDGETS.items()},
             breaker_cooldown=cooldown,
+            rules_ttl=float(config["RULES_TTL"]),
         )
     if model_dir:
         # The model code (scikit-learn, scipy) loads here, in embedded mode only.
         from models.artifact import ArtifactError, load_model
+        from service.rules.file import RulesFile, RulesFileError
         from service.store.local import LocalStore
 
         try:
-            return LocalStore(load_model(Path(model_dir)))
+            rules = None
+            if rules_file:
+                rules = RulesFile(
+                    str(rules_file), max_k=int(config["MAX_K"]), ttl=float(config["RULES_TTL"])
+                )
+        except RulesFileError as exc:
+            raise ConfigError(f"RECS_RULES_FILE: {exc}") from None
+        try:
+            return LocalStore(load_model(Path(model_dir)), rules)
         except (ArtifactError, OSError) as exc:
             raise ConfigError(f"cannot load RECS_MODEL_DIR: {exc}") from exc
     raise ConfigError(

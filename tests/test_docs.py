@@ -30,7 +30,8 @@ def _synopsis() -> dict[str, set[str]]:
         if not words:
             continue
         if words[0] == "recs":
-            command = " ".join(words[1:3] if words[1] == "import" else words[1:2])
+            # Groups (recs import ..., recs rules ...) name their subcommand too.
+            command = " ".join(words[1:3] if words[1] in ("import", "rules") else words[1:2])
             found.setdefault(command, set())
         found[command] |= {w.strip("[]()|").split("=")[0] for w in words if "--" in w}
     return found

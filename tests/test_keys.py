@@ -19,8 +19,11 @@ def test_global_keys_are_pinned() -> None:
     assert keys.PUBLISH_LOCK == "rs:lock:publish"
     assert keys.VERSION_ROOT == "rs:v:"
     assert keys.INFO_SUFFIX == ":info"
-    assert keys.LAYOUT == 1
+    assert keys.LAYOUT == 2
     assert keys.RATE_LIMIT_PREFIX == "rs:rl"
+    assert keys.RULES == "rs:rules"
+    assert keys.RULES_SEQ == "rs:rules:seq"
+    assert keys.RULES_LOG == "rs:rules:log"
 
 
 def test_version_keys_are_pinned() -> None:
@@ -46,7 +49,15 @@ def test_every_version_key_matches_its_scan_pattern() -> None:
     ):
         assert key.startswith(prefix)
     # ... and no global key does.
-    for key in (keys.CURRENT, keys.VERSIONS, keys.PUBLISHING, keys.PUBLISH_LOCK):
+    for key in (
+        keys.CURRENT,
+        keys.VERSIONS,
+        keys.PUBLISHING,
+        keys.PUBLISH_LOCK,
+        keys.RULES,
+        keys.RULES_SEQ,
+        keys.RULES_LOG,
+    ):
         assert not key.startswith(keys.VERSION_ROOT)
 
 

@@ -15,7 +15,8 @@ import sys
 from models.artifact import LoadedModel
 from tests.paths import REPO
 
-HEAVY = ("sklearn", "scipy", "numba", "sparse_dot_topn")
+# jsonschema too: only an admin write validates a rule (service/rules/schema.py), never /related.
+HEAVY = ("sklearn", "scipy", "numba", "sparse_dot_topn", "jsonschema")
 
 # Runs in the child: build the app, serve /related and "for you" (a history, an event, a
 # reader's own history), then name the heavy modules that got imported.

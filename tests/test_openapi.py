@@ -176,3 +176,52 @@ def test_article_update_answers_match_the_schema(
     ):
         assert response.status_code == status
         validate(response.get_json(), spec, "Error")
+
+
+def test_rule_routes_are_admin_operations(spec: dict[str, Any]) -> None:
+    for path in ("/v1/rules", "/v1/rules/{rule_id}", "/v1/rules/{rule_id}/history"):
+        for method, operation in spec["paths"][path].items():
+            assert operation["security"] == [{"adminToken": []}], (path, method)
+            assert {"401", "404", "503"} <= set(operation["responses"]), (path, method)
+    put = spec["paths"]["/v1/rules/{rule_id}"]["put"]
+    assert put["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/RuleBody"
+    }
+    assert spec["components"]["schemas"]["RuleBody"]["additionalProperties"] is False
+
+
+def test_rule_answers_match_the_schema(
+    spec: dict[str, Any], loaded: LoadedModel, redis_url: str, redis_client: Any
+) -> None:
+    from service.redis import publish
+
+    publish.publish(redis_client, loaded)
+    client = redis_app(redis_url, ADMIN_TOKEN=ADMIN_TOKEN).test_client()
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    body = {
+        "scope": {"section": "Deals"},
+        "hide": [loaded.articles[1].id],
+        "hide_tags": ["cocoa"],
+        "hide_sections": ["Markets"],
+        "pin": [{"id": loaded.articles[0].id, "position": 0}, {"id": "gone", "position": 3}],
+        "max_age_days": 30,
+        "hide_box": False,
+        "valid_from": "2026-12-01T06:00:00Z",
+        "valid_until": "2026-12-08T00:00:00+01:00",
+        "note": "why",
+    }
+    validate(body, spec, "RuleBody")
+    created = client.put("/v1/rules/r-1", json=body, headers=auth)
+    assert created.status_code == 201
+    validate(created.get_json(), spec, "Rule")
+    validate(client.get("/v1/rules", headers=auth).get_json(), spec, "RuleList")
+    validate(client.get("/v1/rules/r-1", headers=auth).get_json(), spec, "RuleListed")
+    client.delete("/v1/rules/r-1", headers=auth)
+    validate(client.get("/v1/rules/r-1/history", headers=auth).get_json(), spec, "RuleHistory")
+    for response in (
+        client.put("/v1/rules/r-1", json={"hide": 1}, headers=auth),
+        client.get("/v1/rules/r-1", headers=auth),
+        client.get("/v1/rules"),
+    ):
+        assert response.status_code in (400, 401, 404)
+        validate(response.get_json(), spec, "Error")

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models import records
+from models import csv_records
 from models.records import (
     MAX_REPORTED_ERRORS,
     Article,
@@ -278,7 +278,7 @@ def test_csv_cells_above_the_csv_module_default_limit_are_read(tmp_path: Path) -
 def test_csv_cell_over_the_field_limit_is_a_bad_record_and_later_rows_survive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(records, "CSV_FIELD_LIMIT", 1000)
+    monkeypatch.setattr(csv_records, "CSV_FIELD_LIMIT", 1000)
     path = tmp_path / "a.csv"
     path.write_text(
         "id,title,body\n"

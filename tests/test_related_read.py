@@ -14,6 +14,7 @@ from service.redis import keys
 from service.redis.codec import decode_meta
 from service.redis.publish import publish
 from service.redis.store import RedisStore
+from service.related import RULES_MARGIN
 from service.store.base import ArticleMeta, LazyMetas, Neighbour, RelatedRead, Store
 from service.store.cache import VersionCache
 from service.store.local import LocalStore
@@ -131,7 +132,8 @@ def test_lazy_metas_decode_only_what_is_read() -> None:
 class GhostStore(LocalStore):
     """A local store whose first neighbours have no metadata (a broken version)."""
 
-    GHOSTS = ("ghost-1", "ghost-2", "ghost-3")
+    # More than the read's margin for items that flags or rules drop.
+    GHOSTS = tuple(f"ghost-{i}" for i in range(RULES_MARGIN + 3))
 
     def __init__(self, loaded: LoadedModel) -> None:
         super().__init__(loaded)
@@ -158,10 +160,10 @@ def test_neighbours_without_metadata_make_the_endpoint_read_on(loaded: LoadedMod
     want = [n for n, _ in loaded.model.neighbours(article.id) if n != article.id][:4]
     assert [item["id"] for item in body["items"]] == want
     # The limited read came back short (ghosts took places), so the whole list was read.
-    assert store.reads == [4 + 1, None]
+    assert store.reads == [4 + 1 + RULES_MARGIN, None]
     store.reads.clear()
     client.get(URL.format(loaded.articles[1].id), query_string={"k": 50})
-    assert store.reads == [50 + 1]  # complete already: no second read
+    assert store.reads == [50 + 1 + RULES_MARGIN]  # complete already: no second read
 
 
 def test_version_cache_passes_the_read_through(loaded: LoadedModel) -> None:

@@ -29,8 +29,10 @@ from service.redis.breaker import CircuitBreaker
 from service.redis.publish import publish
 from service.redis.store import RedisStore
 from service.redis.writer import Writer
+from service.rules.schema import stored_rule
 from service.store.base import (
     COUNTED,
+    EMPTY_RULES,
     NOT_COUNTED,
     TRENDING_LIMIT,
     UNKNOWN_ARTICLE,
@@ -448,6 +450,39 @@ class StoreContract:
         assert store.drift(OTHER_VERSION, 0.1) is None
 
     # ------------------------------------------------------------------------- operations
+    # ------------------------------------------------------------------------- rules
+    def test_rules_start_empty(self, store: Store) -> None:
+        assert store.rules() == EMPTY_RULES
+        assert store.stored_rules() == EMPTY_RULES
+        assert store.rule_history(None, 10) == []
+
+    def test_rule_writes_are_stored_logged_or_refused(self, store: Store) -> None:
+        at = "2026-12-04T10:00:00Z"
+        first = stored_rule("r1", {"hide": ["a-1"]}, by="ed", at=at)
+        if not self.TAKES_UPDATES:
+            for write in (
+                lambda: store.put_rule(first),
+                lambda: store.delete_rule("r1", by="ed", at=at),
+                lambda: store.replace_rules({}, by="ed", at=at),
+            ):
+                with pytest.raises(UpdatesUnsupported, match="RECS_RULES_FILE"):
+                    write()
+            assert store.rule_history("r1", 10) == []
+            return
+        assert store.put_rule(first).before is None
+        assert store.stored_rules().rules == {"r1": first}
+        deadline = time.monotonic() + 1.0  # the request path's cache: within a second
+        while store.rules().seq != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.rules().rules == {"r1": first}
+        done = store.replace_rules({"r2": {"hide_box": True}}, by="git", at=at)
+        assert (done.added, done.removed, done.seq) == (["r2"], ["r1"], 2)
+        assert store.delete_rule("r1", by="ed", at=at) is None
+        gone = store.delete_rule("r2", by="ed", at=at)
+        assert gone is not None and gone.seq == 3
+        assert [e["op"] for e in store.rule_history(None, 10)] == ["delete", "delete", "put", "put"]
+        assert [e["seq"] for e in store.rule_history("r1", 10)] == [2, 1]
+
     def test_ping(self, store: Store) -> None:
         assert store.ping() is True
 
@@ -498,6 +533,12 @@ COVERAGE = {
     "writer_running": ["test_updates_are_queued_or_refused"],
     "update_result": ["test_updates_are_queued_or_refused"],
     "drift": ["test_drift"],
+    "rules": ["test_rules_start_empty", "test_rule_writes_are_stored_logged_or_refused"],
+    "stored_rules": ["test_rule_writes_are_stored_logged_or_refused"],
+    "put_rule": ["test_rule_writes_are_stored_logged_or_refused"],
+    "delete_rule": ["test_rule_writes_are_stored_logged_or_refused"],
+    "replace_rules": ["test_rule_writes_are_stored_logged_or_refused"],
+    "rule_history": ["test_rules_start_empty", "test_rule_writes_are_stored_logged_or_refused"],
     "ping": ["test_ping"],
     "breakers": ["test_breakers"],
     "close": ["store"],  # every store fixture closes its store

@@ -19,12 +19,14 @@ from typing import Any
 
 import pytest
 
-from models.artifact import save_model
+from models.artifact import load_model, save_model
 from models.config import ModelConfig
 from models.model import RelatedModel
 from models.records import read_articles
 from service import create_app
+from service.store.local import LocalStore
 from tests.paths import REPO, SAMPLE_ARTICLES
+from tests.rules_fixtures import RulesStore
 
 CHROMIUM = Path("/usr/bin/chromium")
 sync_api = pytest.importorskip(
@@ -175,6 +177,36 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     save_model(model, articles, model_dir)
     # Any origin may call: the cross-origin test serves its host page from another origin.
     app = create_app({"MODEL_DIR": str(model_dir), "REDIS_URL": None, "CORS_ORIGINS": "*"})
+    recorder = EventRecorder(app.wsgi_app)
+    app.wsgi_app = recorder  # type: ignore[method-assign]
+    httpd: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Server(f"http://127.0.0.1:{httpd.server_port}", recorder)
+    finally:
+        httpd.shutdown()
+        thread.join(5)
+
+
+# The demo's sponsored story and the rules file that pins it (Makefile: demo-serve).
+DEMO_SPONSORED = REPO / "data" / "sample" / "demo-sponsored.jsonl"
+DEMO_RULES = REPO / "data" / "sample" / "demo-rules.json"
+
+
+@pytest.fixture(scope="module")
+def demo_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The demo as `make demo-serve` runs it: the sample plus one sponsored story, pinned by
+    the demo rules file (read here into the store's rule set)."""
+    articles = read_articles([SAMPLE_ARTICLES, DEMO_SPONSORED]).articles
+    model = RelatedModel(config=ModelConfig(k=20, rerank=False)).fit(articles)
+    model_dir = tmp_path_factory.mktemp("widget-demo") / "model"
+    save_model(model, articles, model_dir)
+    store = RulesStore(LocalStore(load_model(model_dir)))
+    store.set_rules(json.loads(DEMO_RULES.read_text())["rules"])
+    app = create_app(
+        {"STORE": store, "MODEL_DIR": str(model_dir), "REDIS_URL": None, "VERSION_TTL": 0}
+    )
     recorder = EventRecorder(app.wsgi_app)
     app.wsgi_app = recorder  # type: ignore[method-assign]
     httpd: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
@@ -375,8 +407,12 @@ def test_related_cards_then_for_you_follows_the_reading_history(
     assert history == [expected[0], START]
     after = card_ids(page, FORYOU)
     assert after != before
-    answer = api(server, f"/v1/recommendations?k={K}&history={','.join(history)}")
+    # "For you" loads after the related box and leaves out the page's article and its cards.
+    shown = [expected[0], *card_ids(page, RELATED)]
+    query = f"k={K}&history={','.join(history)}&exclude={','.join(shown)}"
+    answer = api(server, f"/v1/recommendations?{query}")
     assert after == [i["id"] for i in answer["items"] if i["id"] not in history][:K]
+    assert not set(after) & set(shown)
     screenshot(page, "demo-after-click.png")
 
     click = {"article_id": expected[0], "type": "click", "position": 0, "source": "related"}
@@ -535,7 +571,8 @@ def test_cards_from_another_origin_with_images_urls_and_server_side_history(
     assert (view_post.json(), view_post.content_type) == (view, JSON_TYPE)
     [(headers, body)] = recs.requests
     assert headers["content-type"] == JSON_TYPE
-    assert json.loads(body) == {"user_token": TOKEN, "k": 3}
+    # After the related box: without the page's article and what that box shows.
+    assert json.loads(body) == {"user_token": TOKEN, "k": 3, "exclude": [START, *ids]}
     assert page.evaluate("RelatedStories.history()") == []
     # Themed through --recs-accent on the host page.
     accent = "getComputedStyle(document.querySelector('.recs__heading')).borderTopColor"
@@ -544,7 +581,8 @@ def test_cards_from_another_origin_with_images_urls_and_server_side_history(
     page.route(f"{site}/read/*", lambda route: route.fulfill(body="ok"))
     with page.expect_navigation():
         foryou.first.click()
-    first = recs.answer["items"][0]
+    # The first card shown: the widget leaves out what the related box already shows.
+    first = next(i for i in recs.answer["items"] if i["id"] not in ids and i["id"] != START)
     clicked = {
         "article_id": first["id"],
         "type": "click",
@@ -599,7 +637,9 @@ def test_token_events_are_json_by_beacon_same_origin_and_keepalive_fetch_cross_o
     assert {r.content_type for r in events.posts("/v1/events")} == {JSON_TYPE}
     [(headers, body)] = recs.requests
     assert headers["content-type"] == JSON_TYPE
-    assert json.loads(body) == {"user_token": TOKEN, "k": 3}
+    # After the related box: without the page's article and what that box shows.
+    shown = [START, *card_ids(page, RELATED)]
+    assert json.loads(body) == {"user_token": TOKEN, "k": 3, "exclude": shown}
 
     # As they left the page: the view awaited by fetch, the click by the path for the origin.
     events_url = f"{server}/v1/events"
@@ -645,9 +685,12 @@ def test_a_refused_token_still_fills_the_box_without_a_history(
     page.route("**/v1/recommendations*", refuse)
     page.goto(f"{server}/refused.html")
     wait_state(page, FORYOU, "ready")
-    assert [json.loads(body) for body in refused] == [{"user_token": TOKEN, "k": 3}]
+    # The page's own article is never recommended on it: excluded in both requests.
+    assert [json.loads(body) for body in refused] == [
+        {"user_token": TOKEN, "k": 3, "exclude": [START]}
+    ]
     gets = [r for r in events.requests if r.method == "GET" and r.path == "/v1/recommendations"]
-    assert [r.query for r in gets] == ["k=3"]
+    assert [r.query for r in gets] == [f"k=3&exclude={START}"]
     assert page.locator(f"{FORYOU} a.recs__link").count() >= 1
     assert page.evaluate("RelatedStories.history()") == []
     assert_token_only_in_bodies(session, events)
@@ -674,7 +717,8 @@ def test_data_user_id_is_ignored_with_one_warning(
     assert page.evaluate("RelatedStories.history()") == [START]
     assert events.posts("/v1/recommendations") == []
     gets = [r for r in events.requests if r.method == "GET" and r.path == "/v1/recommendations"]
-    assert [r.query for r in gets] == [f"k=3&history={START}"]
+    shown = ",".join([START, *card_ids(page, RELATED)])
+    assert [r.query for r in gets] == [f"k=3&exclude={shown}&history={START}"]
     first = card_ids(page, RELATED)[0]
     page.locator(f"{RELATED} a.recs__link").first.click()
     clicked = {"article_id": first, "type": "click", "position": 0, "source": "related"}
@@ -682,4 +726,34 @@ def test_data_user_id_is_ignored_with_one_warning(
     assert events.events == [clicked]  # no view went to the server; no reader named
     warnings = [w for w in session.warnings if "[recs]" in w]
     assert len(warnings) == 1 and "data-user-token" in warnings[0], session.warnings
+    assert session.script_errors() == []
+
+
+def test_one_page_never_repeats_a_story_and_marks_the_sponsored_card(
+    demo_live: Server, session: Session
+) -> None:
+    server, recorder = demo_live.url, demo_live.recorder
+    page = session.page
+    for article in (START, "reuters-873", "reuters-1072"):
+        recorder.clear()
+        page.goto(f"{server}/demo/articles/{article}")
+        # Scrolled straight to "for you": the related box above still loads first.
+        wait_state(page, FORYOU, "ready")
+        wait_state(page, RELATED, "ready")
+        related, foryou = card_ids(page, RELATED), card_ids(page, FORYOU)
+        assert len(related) == K and len(foryou) == K
+        on_page = [article, *related, *foryou]
+        assert len(set(on_page)) == len(on_page), on_page
+        # The second box asked without what the first shows and the page's own article.
+        asked = [r for r in recorder.requests if r.path == "/v1/recommendations"]
+        assert asked and f"exclude={article}" in asked[-1].query
+        assert all(i in asked[-1].query for i in related)
+        # The pinned sponsored story: second in the first box, marked in words.
+        card = page.locator(f"{RELATED} a.recs__link[data-recs-sponsored]")
+        assert card.count() == 1
+        assert card.get_attribute("data-recs-id") == "demo-sponsored-1"
+        assert card.get_attribute("data-recs-position") == "1"
+        assert card.locator(".recs__kicker").inner_text().lower() == "sponsored"
+        assert page.locator(f"{FORYOU} a[data-recs-sponsored]").count() == 0
+    screenshot(page, "demo-sponsored.png")
     assert session.script_errors() == []

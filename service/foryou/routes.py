@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from flask import Response
@@ -19,6 +20,8 @@ from service.foryou.parsing import now, recommend_query
 from service.foryou.settings import bp, state
 from service.related import item_fields, tags_with_keys
 from service.resilience import serve_stale_on_failure
+from service.rules.boxes import compiled_rules, pinned_metas
+from service.rules.engine import HIDE_BOX_REASON, Box, arrange, box_for
 from service.store.base import ArticleMeta, NoLiveVersion, Store, StoreUnavailable, VersionInfo
 from service.store_ext import get_store
 
@@ -65,39 +68,53 @@ def _render(
     # `is not None`, not truthiness: the history mapping decodes lazily, and len() would
     # decode every item of it.
     contributors = [history[h] for h in because if history is not None and h in history]
-    return {
+    item = {
         **item_fields(meta),
         "score": round(score, 4),
         "because": list(because),
         "shared_tags": shared_tags(meta, contributors),
         "source": source,
     }
+    if meta.sponsored:  # shown only when pinned; labelled so the widget can mark it
+        item["sponsored"] = True
+    return item
 
 
-def _fill(
+def _fallbacks(
     store: Store,
     version: str,
-    ids: Sequence[str],
-    items: list[dict[str, Any]],
-    blocked: Collection[str],
+    trending: Sequence[tuple[str, float]],
+    box: Box,
     section: str | None,
     k: int,
-    source: str,
-) -> None:
-    """Append fallback items from ``ids`` (in order) until ``k``: no repeats, none blocked."""
-    taken = {item["id"] for item in items}
-    pending = [i for i in dict.fromkeys(ids) if i not in taken and i not in blocked]
-    position = 0
-    while len(items) < k and position < len(pending):
-        # Small chunks: most ids pass, so this is one store read in the usual case.
-        chunk = pending[position : position + max(2 * (k - len(items)), 10)]
-        position += len(chunk)
-        for meta in store.articles(version, chunk):
-            if meta is None or (section is not None and meta.section.casefold() != section):
-                continue
-            items.append(_render(meta, 0.0, source))
-            if len(items) == k:
-                return
+) -> Iterator[tuple[ArticleMeta | None, dict[str, Any]]]:
+    """Trending, then latest, as candidates for the box, read only as far as the box asks: in
+    chunks (most ids pass, so usually one store read), and more of "latest" while the box
+    still wants items (flags and rules may drop many)."""
+    tried = set(box.blocked)
+    for meta in _metas(store, version, [i for i, _ in trending], tried, section, k):
+        yield meta, _render(meta, 0.0, "trending")
+    limit, seen = 2 * k + len(box.blocked) + len(box.pins), 0
+    while True:
+        latest = store.latest(version, section, limit)
+        for meta in _metas(store, version, latest[seen:], tried, section, k):
+            yield meta, _render(meta, 0.0, "latest")
+        if len(latest) < limit:
+            return
+        seen, limit = len(latest), limit * 4
+
+
+def _metas(
+    store: Store, version: str, ids: Sequence[str], tried: set[str], section: str | None, k: int
+) -> Iterator[ArticleMeta]:
+    """Metadata of ``ids`` not tried yet (and of ``section``), read in small chunks."""
+    pending = [i for i in dict.fromkeys(ids) if i not in tried]
+    tried.update(pending)
+    size = max(2 * k, 10)
+    for start in range(0, len(pending), size):
+        for meta in store.articles(version, pending[start : start + size]):
+            if meta is not None and (section is None or meta.section.casefold() == section):
+                yield meta
 
 
 def _optional(kind: str, read: Callable[[], T], default: T, missing: list[str]) -> T:
@@ -142,12 +159,29 @@ def recommendations() -> Response:
             stored,
             missing,
         )
+    box = box_for(
+        compiled_rules(store),
+        now=when,
+        sections=(query.section,),
+        blocked=query.exclude,
+    )
+    if box.hide_box is not None:  # switched off by a rule: nothing to rank
+        body = {
+            "model_version": info.version,
+            "items": [],
+            "ignored": [],
+            "reason": HIDE_BOX_REASON,
+        }
+        return json_response(body)
     none: list[tuple[str, float]] = []
     # Trending counts are cached per process: the prior costs no store read most of the time.
     trending = _optional("trending", lambda: store.trending(when, shared.history), none, missing)
+    pins = pinned_metas(store, info.version, box)
     result = recommend(
         store.ranking_source(info),
         history or [],
+        # Exactly k: the ranking's diversity pool depends on k, and a dropped item's place
+        # goes to the fallbacks.
         k=query.k,
         now=now(),
         config=shared.ranking,
@@ -155,21 +189,32 @@ def recommendations() -> Response:
         section=query.section,
         popularity=trending if shared.ranking.popularity_weight else [],
     )
-    items = [_item(rec, result.history) for rec in result.items]
-    blocked = set(result.read) | set(query.exclude)
-    if len(items) < query.k and trending:
-        ids = [article_id for article_id, _ in trending]
-        _fill(store, info.version, ids, items, blocked, query.section, query.k, "trending")
-    if len(items) < query.k:
-        limit = query.k + len(blocked) + len(items)
-        latest = store.latest(info.version, query.section, limit)
-        _fill(store, info.version, latest, items, blocked, query.section, query.k, "latest")
+    ranked = [(rec.meta, _item(rec, result.history)) for rec in result.items]
+    # The reader's own history is never recommended back, pinned or not.
+    box = replace(box, blocked=box.blocked | set(result.read))
+    arranged = arrange(
+        box,
+        ranked,
+        query.k,
+        pins,
+        more=lambda: _fallbacks(store, info.version, trending, box, query.section, query.k),
+    )
+    items = [
+        _render(p.meta, 0.0, "pinned") if p.pinned or p.payload is None else p.payload
+        for p in arranged.items
+    ]
     served: dict[str, int] = {}
     for item in items:
         served[item["source"]] = served.get(item["source"], 0) + 1
     for source, count in served.items():
         shared.served.labels(source).inc(count)  # one metric write per source, not per item
-    answer = {"model_version": info.version, "items": items, "ignored": result.ignored}
+    answer: dict[str, Any] = {
+        "model_version": info.version,
+        "items": items,
+        "ignored": result.ignored,
+    }
+    if arranged.reason is not None:
+        answer["reason"] = arranged.reason
     response = json_response(answer)
     if missing:
         response.headers[DEGRADED_HEADER] = ", ".join(missing)

@@ -24,9 +24,26 @@ def decode_meta(blob: bytes) -> ArticleMeta:
     """A stored metadata blob as an :class:`ArticleMeta`."""
     # Unpacked by position (keys.META_FIELDS order): about three times cheaper than
     # keys.decode_meta's dict, and a cold request decodes some forty of them.
-    article_id, title, url, section, published_at, image_url, tags, tag_keys = _decode_json(
-        blob.decode()
-    )
+    values = _decode_json(blob.decode())
+    if len(values) == 8:  # no flag set: most articles
+        article_id, title, url, section, published_at, image_url, tags, tag_keys = values
+        return ArticleMeta(
+            article_id, title, url, section, published_at, image_url, tuple(tags), tuple(tag_keys)
+        )
+    # Flags follow tag_keys as far as one is set (keys.FLAG_FIELDS); 0 means unset.
+    article_id, title, url, section, published_at, image_url, tags, tag_keys = values[:8]
+    no_recommend, sponsored, embargo, expires = [*values[8:12], 0, 0, 0, 0][:4]
     return ArticleMeta(
-        article_id, title, url, section, published_at, image_url, tuple(tags), tuple(tag_keys)
+        article_id,
+        title,
+        url,
+        section,
+        published_at,
+        image_url,
+        tuple(tags),
+        tuple(tag_keys),
+        bool(no_recommend),
+        bool(sponsored),
+        float(embargo) if embargo else None,
+        float(expires) if expires else None,
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.flags import flag_timestamp
 from models.model import RelatedModel
 from models.records import Article, published_timestamp
 from service.redis import keys
@@ -47,6 +48,12 @@ def encode_article(model: RelatedModel, article: Article) -> EncodedArticle:
         article.image_url,
         article.tags,
         model.tags_.tag_keys(article.tags),
+        keys.encode_flags(
+            article.no_recommend,
+            article.sponsored,
+            flag_timestamp(article.embargo_until),
+            flag_timestamp(article.expires_at),
+        ),
     )
     return EncodedArticle(
         id=article.id,

@@ -19,6 +19,11 @@ Global keys::
                                      writer (``recs worker``) applies them (service/redis/queue.py)
     rs:lock:updates         string   token of the one update writer (expires unless refreshed)
     rs:ack:ENTRY            list     the writer's JSON result for stream entry ENTRY (expires)
+    rs:rules                hash     editorial rule id -> the stored rule as JSON (outside every
+                                     version: survives publish, rollback and prune)
+    rs:rules:seq            string   the rules counter, bumped by every change (ETags, caches)
+    rs:rules:log            stream   the rules' audit log (seq, op, id, by, at, before, after;
+                                     capped near RULES_LOG_MAXLEN, service/redis/rules.py)
     rs:rl...                         Flask-Limiter's rate-limit counters, in its own layout
                                      under :data:`RATE_LIMIT_PREFIX` (service/ratelimit.py)
 
@@ -60,7 +65,8 @@ VERSION_ROOT = f"{PREFIX}:v:"
 INFO_SUFFIX = ":info"
 
 # Bumped when an encoding below changes; stored in each version's info hash.
-LAYOUT = 1
+# 2: the article flags may follow tag_keys in the metadata array (layout-1 blobs still decode).
+LAYOUT = 2
 # Scores are cosine blends in [0, 1]; uint16 keeps them to within 0.5 / 65535.
 SCORE_SCALE = 65535
 ROW_DTYPE = np.dtype("<i4")
@@ -148,6 +154,12 @@ def ack_key(entry_id: str) -> str:
     return f"{ACK_ROOT}{entry_id}"
 
 
+# Editorial rules: global, never under VERSION_ROOT, so no publish, rollback or prune
+# touches them.
+RULES = f"{PREFIX}:rules"
+RULES_SEQ = f"{PREFIX}:rules:seq"
+RULES_LOG = f"{PREFIX}:rules:log"
+
 # Flask-Limiter's key prefix: it builds its counter keys itself.
 RATE_LIMIT_PREFIX = f"{PREFIX}:rl"
 
@@ -223,6 +235,26 @@ def decode_neighbours(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
 # Positions in the metadata array. The id comes first so a Lua script can read it with a
 # pattern match instead of decoding JSON (ids are [A-Za-z0-9._:-], never escaped).
 META_FIELDS = ("id", "title", "url", "section", "published_at", "image_url", "tags", "tag_keys")
+# The article flags follow tag_keys, only as far as one is set (most articles have none, so
+# their blobs are byte for byte the layout-1 ones): no_recommend and sponsored as 0/1,
+# embargo_until and expires_at as whole epoch seconds (0: unset). A decoder that reads a blob
+# written before flags existed pads them with "unset".
+FLAG_FIELDS = ("no_recommend", "sponsored", "embargo_until", "expires_at")
+
+
+def encode_flags(
+    no_recommend: bool, sponsored: bool, embargo_until: float | None, expires_at: float | None
+) -> list[int]:
+    """The metadata array's trailing flag values (empty when no flag is set)."""
+    values = [
+        int(no_recommend),
+        int(sponsored),
+        0 if embargo_until is None else int(embargo_until),
+        0 if expires_at is None else int(expires_at),
+    ]
+    while values and not values[-1]:
+        values.pop()
+    return values
 
 
 def encode_meta(
@@ -234,13 +266,19 @@ def encode_meta(
     image_url: str,
     tags: Sequence[str],
     tag_keys: Sequence[str],
+    flags: Sequence[int] = (),
 ) -> bytes:
-    """One article's metadata as a compact JSON array (UTF-8, no spaces)."""
-    record = [article_id, title, url, section, published_at, image_url, list(tags), list(tag_keys)]
+    """One article's metadata as a compact JSON array (UTF-8, no spaces); ``flags`` from
+    :func:`encode_flags`."""
+    record: list[Any] = [article_id, title, url, section, published_at, image_url]
+    record.extend((list(tags), list(tag_keys), *flags))
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def decode_meta(blob: bytes) -> dict[str, Any]:
-    """Metadata blob back to a dict keyed by :data:`META_FIELDS`."""
+    """Metadata blob back to a dict keyed by :data:`META_FIELDS`, plus the :data:`FLAG_FIELDS`
+    the blob holds (as stored: 0/1 and epoch seconds)."""
     values = json.loads(blob)
-    return dict(zip(META_FIELDS, values, strict=True))
+    out = dict(zip(META_FIELDS, values[: len(META_FIELDS)], strict=True))
+    out.update(zip(FLAG_FIELDS, values[len(META_FIELDS) :], strict=False))
+    return out

@@ -21,6 +21,7 @@ from service.redis.client import ANY_ERROR, TRANSIENT, call, connect, text
 from service.redis.codec import decode_meta, meta_id
 from service.redis.meta_cache import MetaCache
 from service.redis.rows import RedisSource, RowCaches, latest_ids
+from service.redis.rules import RedisRules
 from service.store.base import (
     ArticleMeta,
     HistorySettings,
@@ -28,9 +29,14 @@ from service.store.base import (
     Neighbour,
     Reader,
     RelatedRead,
+    RuleChange,
+    RuleSet,
+    RulesReplaced,
     Store,
+    StoreUnavailable,
     VersionInfo,
 )
+from service.store.rules_cache import DEFAULT_RULES_TTL, RulesCache
 from service.store.trending import TrendingCache
 
 T = TypeVar("T")
@@ -66,6 +72,7 @@ class RedisStore(Store):
         row_cache_size: int = DEFAULT_ROW_CACHE_SIZE,
         budgets: Mapping[str, float] | None = None,
         breaker_cooldown: float = 1.0,
+        rules_ttl: float = DEFAULT_RULES_TTL,
     ) -> None:
         if isinstance(target, str):
             # Every command goes through the circuit breaker: during an outage only the first
@@ -94,6 +101,13 @@ class RedisStore(Store):
         self.kinds = KindClients(self.client, budgets or DEFAULT_TIMEOUTS, breaker_cooldown)
         self.rows = RowCaches(row_cache_size)
         self._trending = TrendingCache()
+        self._rules = RedisRules(self.client)
+        self._rules_cache = RulesCache(
+            lambda: call(self._rules.seq, ANY_ERROR),
+            self._read_rules,
+            rules_ttl,
+            keep_on=(StoreUnavailable,),
+        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
@@ -310,6 +324,40 @@ class RedisStore(Store):
         """From the version's info hash (updates applied since the build)."""
         info: Any = call(lambda: self.client.hgetall(keys.info_key(version)), ANY_ERROR)
         return queue.drift(info, threshold) if info else None
+
+    # ------------------------------------------------------------------------- rules
+    def _read_rules(self) -> tuple[int, RuleSet]:
+        found = self.stored_rules()
+        return found.seq, found
+
+    def rules(self) -> RuleSet:
+        """The rule set, re-read only when ``rs:rules:seq`` moved (checked once per ttl); the
+        last set read while Redis fails (service/store/rules_cache.py)."""
+        return self._rules_cache.get()
+
+    def stored_rules(self) -> RuleSet:
+        """Every rule and the counter, from Redis now."""
+        return call(self._rules.read, ANY_ERROR)
+
+    def put_rule(self, rule: Mapping[str, Any]) -> RuleChange:
+        """One script: the rule, the counter and the log entry."""
+        return call(lambda: self._rules.put(rule), ANY_ERROR)
+
+    def delete_rule(self, rule_id: str, *, by: str, at: str) -> RuleChange | None:
+        """One script: the rule, the counter and the log entry (``None``: no such rule)."""
+        return call(lambda: self._rules.delete(rule_id, by=by, at=at), ANY_ERROR)
+
+    def replace_rules(
+        self, rules: Mapping[str, Mapping[str, Any]], *, by: str, at: str
+    ) -> RulesReplaced:
+        """One MULTI/EXEC (service/redis/rules.py)."""
+        return call(lambda: self._rules.replace(rules, by=by, at=at), ANY_ERROR)
+
+    def rule_history(self, rule_id: str | None, limit: int) -> list[dict[str, Any]]:
+        """From the capped log stream, newest first."""
+        if limit <= 0:
+            return []
+        return call(lambda: self._rules.history(rule_id, limit), ANY_ERROR)
 
     def breakers(self) -> dict[str, CircuitBreaker]:
         """The related reads' breaker and one per kind of "for you" work."""

@@ -2,7 +2,7 @@
 (function (window, document) {
   "use strict";
   // Bump on every change: /widget.js?v=VERSION is served as immutable, and the ETag carries it.
-  var VERSION = "2.0.0";
+  var VERSION = "2.1.0";
   var NS = "RelatedStories";
   // Loaded twice (two embeds on one page): the first copy owns the boxes.
   if (window[NS]) return;
@@ -14,7 +14,15 @@
   var DEFAULT_TIMEOUT = 1500;
   var ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
   var TITLES = { related: "You may also like", foryou: "Recommended for you" };
+  // Sources the events API takes; others (a pinned card) are reported as the box's kind.
+  var EVENT_SOURCES = { history: 1, trending: 1, latest: 1 };
+  var MAX_EXCLUDE = 100; // the API's limit
+  var SPONSORED = "Sponsored";
   var seq = 0;
+  // One page, no repeats: boxes load in page order, each excluding the page's article and
+  // what the boxes before it show.
+  var boxes = []; // every box's state, in page order
+  var shown = []; // ids on screen so far, in the order the boxes showed them
   var viewSent = null; // the page view, recorded once per page load
   var warned = false; // the data-user-id notice, once per page load
 
@@ -225,6 +233,8 @@
     ".recs__list{grid-template-columns:repeat(2,minmax(0,1fr))}}" +
     "@container recs (min-width:52rem){.recs__frame{--_rows:var(--_r3)}" +
     ".recs__list{grid-template-columns:repeat(3,minmax(0,1fr))}}" +
+    ".recs__link--sponsored{background:var(--recs-sponsored-bg,#fbf7ec)}" +
+    ".recs__link--sponsored .recs__kicker{color:var(--_m)}" +
     ".recs--hidden{visibility:hidden}.recs--gone{display:none}";
 
   function addStyles() {
@@ -316,8 +326,13 @@
       link.setAttribute("data-recs-id", item.id);
       link.setAttribute("data-recs-position", String(index)); // slot 0 is the first card
       // Sources the events API knows: the item's own, "related", or "other".
-      var source = item.source || (state.kind === "related" ? "related" : "other");
+      var source = EVENT_SOURCES[item.source] ? item.source : state.kind === "related" ? "related" : "other";
       link.setAttribute("data-recs-source", source);
+      if (item.source === "pinned") link.setAttribute("data-recs-pinned", "");
+      if (item.sponsored === true) {
+        link.setAttribute("data-recs-sponsored", "");
+        link.classList.add("recs__link--sponsored");
+      }
       var image = safeUrl(item.image_url);
       if (image) {
         var img = el("img", "recs__img");
@@ -336,6 +351,8 @@
       // Kicker: the section, else the most specific tag shared with the reader's article.
       var tags = Array.isArray(item.shared_tags) ? item.shared_tags : [];
       var kicker = item.section || (typeof tags[0] === "string" ? tags[0] : "");
+      // A sponsored card says so where the kicker goes, in words (not only a colour).
+      if (item.sponsored === true) kicker = attr(box, "data-sponsored-label") || SPONSORED;
       if (kicker) body.appendChild(el("span", "recs__kicker", kicker));
       var when = formatWhen(item.published_at);
       if (when) {
@@ -370,6 +387,18 @@
 
   // --------------------------------------------------------------------- one box
 
+  function excluded(current) {
+    var out = current ? [current] : [];
+    for (var n = 0; n < shown.length && out.length < MAX_EXCLUDE; n++) {
+      if (out.indexOf(shown[n]) < 0) out.push(shown[n]);
+    }
+    return out;
+  }
+
+  function excludeQuery(ids) {
+    return ids.length ? "&exclude=" + ids.map(encodeURIComponent).join(",") : "";
+  }
+
   function load(box, state) {
     var k = state.k;
     var current = currentArticle();
@@ -377,17 +406,19 @@
     if (state.kind === "related") {
       var id = attr(box, "data-article-id");
       if (!validId(id)) return Promise.reject(new Error("missing or invalid data-article-id"));
+      // The box's own article is left out by the API itself; the page's, if another, not.
+      var skip = excluded(current && current !== id ? current : "");
+      current = id;
       request = getJSON(
-        state.base + "v1/articles/" + encodeURIComponent(id) + "/related?k=" + k,
+        state.base + "v1/articles/" + encodeURIComponent(id) + "/related?k=" + k + excludeQuery(skip),
         {},
         state.timeout
       );
-      current = id;
     } else if (state.token) {
       request = (viewSent || Promise.resolve())
         .then(function () {
           // No history field: given, it would replace the reader's stored history.
-          var payload = { user_token: state.token, k: k };
+          var payload = { user_token: state.token, k: k, exclude: excluded(current) };
           return getJSON(
             state.base + "v1/recommendations",
             {
@@ -404,19 +435,28 @@
           var status = error && error.status;
           if (status !== 400 && status !== 401 && status !== 403) throw error;
           debug("token refused (HTTP " + status + "), recommending without a history");
-          return getJSON(state.base + "v1/recommendations?k=" + k, {}, state.timeout);
+          var query = "?k=" + k + excludeQuery(excluded(current));
+          return getJSON(state.base + "v1/recommendations" + query, {}, state.timeout);
         });
     } else {
       var history = readHistory();
-      var query = "?k=" + k;
+      var query = "?k=" + k + excludeQuery(excluded(current));
       if (history.length) query += "&history=" + history.map(encodeURIComponent).join(",");
       // A GET with a query string: a "simple" request, no CORS preflight cross-origin.
       request = getJSON(state.base + "v1/recommendations" + query, {}, state.timeout);
     }
     return request.then(function (body) {
-      var items = usable(body && body.items, current).slice(0, k);
-      if (!items.length) throw new Error("no items");
+      // The exclude the API honours, checked here too: a cached answer may predate it.
+      var items = usable(body && body.items, current)
+        .filter(function (item) {
+          return shown.indexOf(item.id) < 0;
+        })
+        .slice(0, k);
+      if (!items.length) throw new Error(body && body.reason ? "box off (" + body.reason + ")" : "no items");
       render(box, state, items);
+      items.forEach(function (item) {
+        shown.push(item.id);
+      });
     });
   }
 
@@ -472,21 +512,27 @@
       onClick(box, state, event);
     });
 
-    var started = false;
+    var index = boxes.length;
+    boxes.push(state);
+    state.done = null;
     function start() {
-      if (started) return;
-      started = true;
+      if (state.done) return state.done;
+      // Page order: the boxes above load first (now, if the reader got here before them), so
+      // this one knows what they show.
+      var before = index > 0 ? boxes[index - 1].start() : Promise.resolve();
       box.setAttribute("aria-busy", "true");
       box.setAttribute("data-recs-state", "loading");
       // Through a promise: even a synchronous throw in load() ends in hide(), not the page.
-      Promise.resolve()
+      state.done = before
         .then(function () {
           return load(box, state);
         })
         .catch(function (error) {
           hide(box, (error && error.message) || "error");
         });
+      return state.done;
     }
+    state.start = start;
     if (!window.IntersectionObserver) {
       start();
       return;

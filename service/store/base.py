@@ -40,7 +40,8 @@ class StoreUnavailable(RuntimeError):
 
 
 class UpdatesUnsupported(RuntimeError):
-    """This store takes no incremental updates (a model directory: update it with the CLI)."""
+    """This store takes no writes: incremental updates or rule changes (a model directory:
+    update it with the CLI, edit its rules file)."""
 
 
 class NoLiveVersion(StoreUnavailable):
@@ -73,6 +74,22 @@ class ArticleMeta:
     image_url: str
     tags: tuple[str, ...]
     tag_keys: tuple[str, ...]
+    # Article flags from the CMS (docs/editorial.md); the defaults let old versions decode.
+    no_recommend: bool = False
+    sponsored: bool = False
+    embargo_until: float | None = None  # epoch seconds: not recommended before
+    expires_at: float | None = None  # epoch seconds: not recommended from then on
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """The editorial rules in force: every stored rule by id, and the rules counter."""
+
+    seq: int  # bumped by every change; in ETags and cache keys
+    rules: Mapping[str, Mapping[str, Any]]  # rule id -> stored rule (docs/editorial.md)
+
+
+EMPTY_RULES = RuleSet(0, {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +104,14 @@ class VersionInfo:
     # Incremental updates applied to this version since it was published (each one bumps it):
     # part of every cache key and ETag, since a version's lists are no longer frozen.
     seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RuleChange:
+    """What one rule write did: the counter after it and the rule before (``None``: new)."""
+
+    seq: int
+    before: Mapping[str, Any] | None
 
 
 class LazyMetas(Sequence[ArticleMeta | None], Generic[R]):
@@ -222,6 +247,38 @@ class Store(ABC):
         """Incremental updates of ``version`` since its build against ``threshold``
         (``None``: this store takes no updates)."""
 
+    # ------------------------------------------------------------------------- rules
+    def rules(self) -> RuleSet:
+        """The editorial rules in force, possibly cached for a fraction of a second (the
+        per-request read of service/rules/engine.py)."""
+        return EMPTY_RULES
+
+    def stored_rules(self) -> RuleSet:
+        """The rules as stored now, bypassing any cache (admin reads, tests)."""
+        return self.rules()
+
+    def put_rule(self, rule: Mapping[str, Any]) -> RuleChange:
+        """Create or replace ``rule`` (validated, with its server fields ``id``,
+        ``updated_at``, ``updated_by``), bump the counter and log the change, atomically.
+        :class:`UpdatesUnsupported` where rules cannot be written."""
+        raise UpdatesUnsupported(NO_RULE_WRITES)
+
+    def delete_rule(self, rule_id: str, *, by: str, at: str) -> RuleChange | None:
+        """Delete a rule, bump the counter and log it atomically; ``None`` if it is unknown."""
+        raise UpdatesUnsupported(NO_RULE_WRITES)
+
+    def replace_rules(
+        self, rules: Mapping[str, Mapping[str, Any]], *, by: str, at: str
+    ) -> RulesReplaced:
+        """Make ``rules`` (id -> validated body without server fields) the whole rule set in
+        one transaction; unchanged rules keep their stored form, each change is logged."""
+        raise UpdatesUnsupported(NO_RULE_WRITES)
+
+    def rule_history(self, rule_id: str | None, limit: int) -> list[dict[str, Any]]:
+        """Logged changes of one rule (``None``: of every rule), newest first, at most
+        ``limit``: ``{"seq", "op", "id", "by", "at", "before", "after"}``."""
+        return []
+
     # ------------------------------------------------------------------------- operations
     @abstractmethod
     def ping(self) -> bool:
@@ -233,6 +290,24 @@ class Store(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing
         """Release connections."""
+
+
+NO_RULE_WRITES = (
+    "this server cannot change rules: it runs from a model directory, whose rules are read"
+    " from RECS_RULES_FILE (edit the file; it is re-read when it changes), or serve from Redis"
+    " (RECS_REDIS_URL) and use the admin API or `recs rules`"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RulesReplaced:
+    """What an import did: rules added, changed, removed and left as they were."""
+
+    seq: int
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    unchanged: list[str]
 
 
 # Trending ids kept per computation: enough to fill a box after section and read filters.

@@ -19,6 +19,9 @@ from service.store.base import (
     Neighbour,
     Reader,
     RelatedRead,
+    RuleChange,
+    RuleSet,
+    RulesReplaced,
     Store,
     VersionInfo,
 )
@@ -115,6 +118,33 @@ class VersionCache(Store):
     def drift(self, version: str, threshold: float) -> dict[str, Any] | None:
         """Delegated."""
         return self.inner.drift(version, threshold)
+
+    def rules(self) -> RuleSet:
+        """Delegated: the inner store keeps its own short cache of the rules
+        (service/store/rules_cache.py), checked on the rules counter, not the version."""
+        return self.inner.rules()
+
+    def stored_rules(self) -> RuleSet:
+        """Delegated (never cached: admin reads see the store as it is)."""
+        return self.inner.stored_rules()
+
+    def put_rule(self, rule: Mapping[str, Any]) -> RuleChange:
+        """Delegated."""
+        return self.inner.put_rule(rule)
+
+    def delete_rule(self, rule_id: str, *, by: str, at: str) -> RuleChange | None:
+        """Delegated."""
+        return self.inner.delete_rule(rule_id, by=by, at=at)
+
+    def replace_rules(
+        self, rules: Mapping[str, Mapping[str, Any]], *, by: str, at: str
+    ) -> RulesReplaced:
+        """Delegated."""
+        return self.inner.replace_rules(rules, by=by, at=at)
+
+    def rule_history(self, rule_id: str | None, limit: int) -> list[dict[str, Any]]:
+        """Delegated."""
+        return self.inner.rule_history(rule_id, limit)
 
     def ping(self) -> bool:
         """Delegated (never cached: readiness must see the store as it is)."""

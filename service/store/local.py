@@ -8,23 +8,29 @@ updates are the CLI's job here (``recs upsert --model DIR``, then a restart).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.artifact import LoadedModel
+from models.flags import flag_timestamp
 from models.model import RelatedModel
 from models.ranking import ModelSource
 from models.records import Article, published_timestamp
 from service.store.base import (
+    EMPTY_RULES,
     ArticleMeta,
     HistorySettings,
     Neighbour,
     Reader,
+    RuleSet,
     Store,
     UpdatesUnsupported,
     VersionInfo,
 )
 from service.store.memory import MemoryReaders
 from service.store.trending import TrendingCache
+
+if TYPE_CHECKING:
+    from service.rules.file import RulesFile
 
 NO_UPDATES = (
     "this server runs from a model directory: apply updates with `recs upsert --model DIR` /"
@@ -44,13 +50,20 @@ def article_meta(model: RelatedModel, article: Article) -> ArticleMeta:
         image_url=article.image_url,
         tags=article.tags,
         tag_keys=tuple(model.tags_.tag_keys(article.tags)),
+        no_recommend=article.no_recommend,
+        sponsored=article.sponsored,
+        embargo_until=flag_timestamp(article.embargo_until),
+        expires_at=flag_timestamp(article.expires_at),
     )
 
 
 class LocalStore(Store):
     """A read-only store over one in-memory model (the only version it knows)."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, rules_file: RulesFile | None = None) -> None:
+        """``rules_file``: the editorial rules (RECS_RULES_FILE); none without it. Rules are
+        not written here: the base class's rule writes answer UpdatesUnsupported (501)."""
+        self._rules_file = rules_file
         self._model = loaded.model
         manifest = loaded.manifest
         counts = manifest.get("counts", {})
@@ -154,6 +167,14 @@ class LocalStore(Store):
     def drift(self, version: str, threshold: float) -> dict[str, Any] | None:
         """No incremental updates are applied to a served model directory."""
         return None
+
+    def rules(self) -> RuleSet:
+        """The rules file's rules, re-read when it changes (none without a file)."""
+        return EMPTY_RULES if self._rules_file is None else self._rules_file.rules()
+
+    def stored_rules(self) -> RuleSet:
+        """The rules file as it is now."""
+        return EMPTY_RULES if self._rules_file is None else self._rules_file.read_now()
 
 
 def store_source(store: Store, version: str) -> ModelSource[ArticleMeta]:

@@ -1,4 +1,5 @@
-"""Stored times: one UTC format to the second, and cached parsing of ``published_at``."""
+"""Stored times: one UTC format to the second, and cached parsing of ``published_at`` and
+flag times."""
 
 from __future__ import annotations
 

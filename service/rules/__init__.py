@@ -1,0 +1,1 @@
+"""Editorial rules: stored rules (schema, admin routes, file) and the engine that applies them."""
