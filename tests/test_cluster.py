@@ -344,3 +344,45 @@ def test_asking_for_a_cluster_without_dask_says_how_to_install_it(tmp_path: Path
     assert report["code"] == 2
     assert "pip install 'related-stories[dask]'" in stderr
     assert not (tmp_path / "model").exists()
+
+
+# ----------------------------------------------------------------------- docker compose
+def test_compose_scale_profile_runs_the_trainer_on_a_scheduler_and_two_workers() -> None:
+    yaml = pytest.importorskip("yaml")
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    scale = {name for name, service in services.items() if "scale" in service.get("profiles", [])}
+    assert scale == {"scheduler", "dask-worker", "trainer-scale"}
+    image = services["api"]["image"]
+    assert {services[name]["image"] for name in scale} == {image}
+    scheduler = services["scheduler"]
+    assert scheduler["command"][:2] == ["dask", "scheduler"]
+    port = scheduler["command"][scheduler["command"].index("--port") + 1]
+    assert port in " ".join(scheduler["healthcheck"]["test"])
+    worker = services["dask-worker"]
+    assert worker["command"][:3] == ["dask", "worker", f"tcp://scheduler:{port}"]
+    assert worker["deploy"]["replicas"] == 2
+    assert worker["depends_on"]["scheduler"]["condition"] == "service_healthy"
+    trainer = services["trainer-scale"]
+    args = trainer["command"]
+    assert args[:2] == ["recs", "train"]
+    assert args[args.index("--cluster") + 1] == f"tcp://scheduler:{port}"
+    # Same arguments as the in-process trainer otherwise: the same model, computed elsewhere.
+    plain = services["trainer"]["command"]
+    assert [a for a in args if a not in ("--cluster", f"tcp://scheduler:{port}")] == plain
+    assert trainer["depends_on"]["scheduler"]["condition"] == "service_healthy"
+    assert trainer["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
+    # The image has the [dask] extra, or the scheduler and workers could not start.
+    assert "pip install '.[dask]'" in (REPO / "Dockerfile").read_text()
+
+
+def test_compose_scale_trainer_arguments_parse() -> None:
+    """The compose trainer's arguments are valid ``recs train`` options (up to the cluster)."""
+    yaml = pytest.importorskip("yaml")
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    args = services["trainer-scale"]["command"][1:]
+    context = cli.make_context("recs", [*args], resilient_parsing=True)
+    train_command = cli.get_command(context, args[0])
+    assert train_command is not None
+    parsed = train_command.make_context("train", args[1:], resilient_parsing=True).params
+    assert parsed["cluster_address"] == "tcp://scheduler:8786"
+    assert parsed["publish_url"] == "redis://redis:6379/0"
