@@ -168,7 +168,10 @@ def corpus_file(args: argparse.Namespace, work: Path) -> Path:
         if not source_file.exists():
             from scripts.cli import cli
 
-            cli(["import", "reuters", str(args.reuters), "-o", str(source_file)], False)
+            cli(
+                ["import", "reuters", str(args.reuters), "-o", str(source_file)],
+                standalone_mode=False,
+            )
     else:
         source_file = SAMPLE_ARTICLES
     t0 = time.perf_counter()
