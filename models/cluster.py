@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from distributed import Client, LocalCluster, as_completed, get_worker
+from distributed import Client, LocalCluster, Security, as_completed, get_worker
 from distributed.client import FutureCancelledError
 from distributed.comm import connect as comm_connect
+from distributed.scheduler import KilledWorker
 
 from models.blocks import (
     BlendedRows,
@@ -88,6 +89,11 @@ class ClusterRunner:
             return self._run(rows, latent, plan, progress)
         except ClusterUnavailable:
             raise
+        except KilledWorker as exc:
+            raise ClusterUnavailable(
+                f"a block killed {exc.allowed_failures} Dask workers in a row ({exc.task});"
+                " no model written"
+            ) from exc
         except (OSError, TimeoutError, FutureCancelledError) as exc:
             # CommClosedError is an OSError; futures are cancelled when the client loses the
             # scheduler. Either way the build cannot finish: nothing has been written.
@@ -166,7 +172,8 @@ async def _probe(address: str) -> None:
     clean-up raises again when it is collected, so reachability is checked first. Gives up
     after dask's ``distributed.comm.timeouts.connect`` (30 s unless configured, e.g.
     ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=10s``)."""
-    comm = await comm_connect(address)
+    # The client's TLS settings (dask config distributed.comm.tls.*), as Client(address) uses.
+    comm = await comm_connect(address, **Security().get_connection_args("client"))
     await comm.close()
 
 
