@@ -13,7 +13,9 @@ COPY pyproject.toml README.md ./
 COPY models ./models
 COPY service ./service
 COPY scripts ./scripts
-RUN pip install .
+# With the [dask] extra: the same image runs the Dask scheduler and workers of the compose
+# `scale` profile, and the trainer that uses them (recs train --cluster).
+RUN pip install '.[dask]'
 
 COPY gunicorn.conf.py ./
 # The demo corpus, so the compose trainer needs no external data.

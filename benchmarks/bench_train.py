@@ -59,6 +59,7 @@ def _child(argv: list[str]) -> None:
     """
     stages_path, *recs_args = argv
     started = time.perf_counter()
+    import models.blocks as blocks_mod
     import models.model as model_mod
     import scripts.cli as cli_mod
     import scripts.training as training_mod
@@ -86,12 +87,12 @@ def _child(argv: list[str]) -> None:
     model_mod.RelatedModel.blended_matrix = timed(  # type: ignore[method-assign]
         "blend", model_mod.RelatedModel.blended_matrix
     )
-    model_mod.top_k = timed("top-k pool", model_mod.top_k)
+    blocks_mod.top_k_rows = timed("top-k pool", blocks_mod.top_k_rows)
     model_mod.fit_latent_components = timed("svd fit", model_mod.fit_latent_components)
     model_mod.RelatedModel.latent_vectors = timed(  # type: ignore[method-assign]
         "latent vectors", model_mod.RelatedModel.latent_vectors
     )
-    model_mod.rerank = timed("rerank", model_mod.rerank)
+    blocks_mod.rerank = timed("rerank", blocks_mod.rerank)
     try:
         cli_mod.cli(recs_args, prog_name="recs", standalone_mode=False)
     finally:

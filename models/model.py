@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
+from models.blocks import (
+    BlendedRows,
+    InProcess,
+    NeighbourPlan,
+    NeighbourRunner,
+    ProgressFactory,
+)
 from models.config import ModelConfig
 from models.latent import fit_latent_components, latent_component_count
 from models.records import Article
-from models.rerank import rerank
 from models.tags import TagVectorizer
 from models.text import TextVectorizer
-from models.topk import top_k
 
 
 def text_vectorizer(cfg: ModelConfig) -> TextVectorizer:
@@ -43,14 +47,6 @@ def tag_vectorizer(cfg: ModelConfig) -> TagVectorizer:
         split_glued=cfg.split_glued_tags,
         smoothing=cfg.tag_smoothing,
     )
-
-
-class Progress(Protocol):
-    def update(self, n: int) -> Any: ...
-    def close(self) -> Any: ...
-
-
-ProgressFactory = Callable[[str, int], Progress]
 
 
 @dataclass(frozen=True)
@@ -98,9 +94,17 @@ class RelatedModel:
 
     # ----------------------------------------------------------------------------- fitting
     def fit(
-        self, articles: Sequence[Article], *, progress: ProgressFactory | None = None
+        self,
+        articles: Sequence[Article],
+        *,
+        progress: ProgressFactory | None = None,
+        runner: NeighbourRunner | None = None,
     ) -> RelatedModel:
-        """Vectorise the articles and compute every article's top-k neighbours."""
+        """Vectorise the articles and compute every article's top-k neighbours.
+
+        ``runner`` computes the blocks of rows (default: in this process; ``models.cluster``
+        runs them on a Dask cluster with the same result, bit for bit).
+        """
         cfg = self.cfg
         if len(articles) < 2:
             raise ValueError(f"need at least 2 articles to find neighbours, got {len(articles)}")
@@ -116,7 +120,7 @@ class RelatedModel:
         tag_lists = [a.tags for a in articles]
         self.tags_.fit(tag_lists)
         self.tag_matrix_ = self.tags_.transform(tag_lists)
-        self._compute_neighbours(progress)
+        self._compute_neighbours(progress, runner)
         return self
 
     def blended_matrix(self) -> sp.csr_matrix:
@@ -129,43 +133,33 @@ class RelatedModel:
             )
         )
 
-    def _compute_neighbours(self, progress: ProgressFactory | None) -> None:
+    def _compute_neighbours(
+        self, progress: ProgressFactory | None, runner: NeighbourRunner | None
+    ) -> None:
         cfg = self.cfg
         blended = self.blended_matrix()
         n = blended.shape[0]
         components = latent_component_count(n, blended.shape[1], cfg)
         self.rerank_active_ = cfg.rerank and cfg.rerank_weight > 0 and components >= 2
-        bar = progress("top-k", n) if progress else None
-        pool_ids, pool_scores = top_k(
-            blended,
-            pool_size(self),
-            min_score=pool_min_score(self),
-            progress=bar.update if bar else None,
-        )
-        if bar:
-            bar.close()
         self.latent_: np.ndarray | None = None
         self.svd_components_: np.ndarray | None = None
-        if not self.rerank_active_:
-            self.neighbours_ = pool_ids[:, : cfg.k].copy()
-            self.scores_ = pool_scores[:, : cfg.k].astype(np.float32)
-            return
-        self.svd_components_ = fit_latent_components(blended, cfg)
-        self.latent_ = self.latent_vectors(blended)
-        bar = progress("re-rank", n) if progress else None
-        self.neighbours_, self.scores_ = rerank(
-            pool_ids,
-            pool_scores,
-            self.latent_,
+        if self.rerank_active_:
+            # Fitted (on a seeded row sample, models/latent.py) before any block runs: every
+            # block re-ranks against the same latent vectors, wherever it runs.
+            self.svd_components_ = fit_latent_components(blended, cfg)
+            self.latent_ = self.latent_vectors(blended)
+        plan = NeighbourPlan(
             k=cfg.k,
+            pool=pool_size(self),
+            pool_min_score=pool_min_score(self),
+            rerank=self.rerank_active_,
             weight=cfg.rerank_weight,
             feedback=cfg.rerank_feedback,
             feedback_weight=cfg.rerank_feedback_weight,
             min_score=cfg.min_score,
-            progress=bar.update if bar else None,
         )
-        if bar:
-            bar.close()
+        run = runner or InProcess()
+        self.neighbours_, self.scores_ = run(BlendedRows(blended), self.latent_, plan, progress)
 
     def latent_vectors(self, blended_rows: sp.csr_matrix) -> np.ndarray:
         """Unit latent (SVD) vectors of blended rows, float32."""

@@ -186,7 +186,9 @@ def rows_top_k(
 ) -> None:
     """Exact top-k of rows ``[first_row, stop_row)`` against every row, written to the outputs.
 
-    ``out_scores``/``out_ids`` are (n_rows, k): row ``i`` gets its neighbours best first (score
+    ``out_scores``/``out_ids`` are (stop_row - first_row, k), one line per row of the block (a
+    block computed on a cluster worker needs no n-row output): row ``i`` gets line
+    ``i - first_row``, its neighbours best first (score
     descending, lower row on ties), self excluded, only scores > 0 and >= ``min_score``; the
     rest of the row is NaN / -1. Columns reach a row in ascending order, so a column that only
     ties the current k-th score would rank below it and is never let in: ties resolve to the
@@ -206,8 +208,8 @@ def rows_top_k(
         for tile in range(n_tiles):
             col0 = tile * tile_columns
             for row in range(row0, row1):
-                heap_scores = out_scores[row]
-                heap_ids = out_ids[row]
+                heap_scores = out_scores[row - first_row]
+                heap_ids = out_ids[row - first_row]
                 size = sizes[row - row0]
                 postings = 0
                 for p in range(indptr[row], indptr[row + 1]):
@@ -249,7 +251,8 @@ def rows_top_k(
                 sizes[row - row0] = size
         for row in range(row0, row1):
             size = sizes[row - row0]
-            _sort_heap(out_scores[row], out_ids[row], size)
+            line = row - first_row
+            _sort_heap(out_scores[line], out_ids[line], size)
             for r in range(size, k):
-                out_scores[row, r] = np.nan
-                out_ids[row, r] = -1
+                out_scores[line, r] = np.nan
+                out_ids[line, r] = -1

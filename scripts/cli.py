@@ -19,6 +19,7 @@ from scripts.foryou_eval_cmd import evaluate_foryou_cmd
 from scripts.import_cmd import import_group
 from scripts.options import (
     articles_option,
+    cluster_options,
     config_file_option,
     json_option,
     model_option,
@@ -35,7 +36,7 @@ from scripts.retrain_cmd import retrain_command
 from scripts.rules_cmd import rules_group
 from scripts.serve_cmd import serve
 from scripts.sign_user_cmd import sign_user
-from scripts.training import build_config, open_model, parse_as_of, train_model
+from scripts.training import Placement, build_config, open_model, parse_as_of, train_model
 from scripts.update_cmd import delete_command, upsert_command
 from scripts.worker_cmd import worker_command
 
@@ -92,6 +93,7 @@ for _command in [
     help="When the input was exported (UTC if no offset) [earliest mtime of the files]:"
     " updates queued since then are replayed onto this model when it is published.",
 )
+@cluster_options
 @json_option("Print the summary as JSON.")
 def train(
     article_files: tuple[Path, ...],
@@ -104,12 +106,21 @@ def train(
     on_error: str,
     publish_url: str | None,
     as_of: str | None,
+    cluster_address: str | None,
+    local_workers: int | None,
+    block_rows: int | None,
     as_json: bool,
 ) -> None:
     """Train a model on article files and write it to a model directory."""
     config = build_config(config_file, tag_aliases, k=k, alpha=alpha, min_score=min_score)
+    placement = Placement(cluster_address, local_workers, block_rows)
     loaded, summary = train_model(
-        article_files, out, config, on_error, as_of=parse_as_of(as_of) if as_of else None
+        article_files,
+        out,
+        config,
+        on_error,
+        as_of=parse_as_of(as_of) if as_of else None,
+        placement=placement,
     )
     if as_json:
         if publish_url:

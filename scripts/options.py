@@ -123,3 +123,36 @@ replay_margin_option = click.option(
     show_default=True,
     help="Seconds before a version's as_of from which queued updates are replayed onto it.",
 )
+
+# Every command that trains (train, retrain): where the neighbour blocks run.
+cluster_option = click.option(
+    "--cluster",
+    "cluster_address",
+    metavar="tcp://HOST:8786",
+    envvar="RECS_DASK_SCHEDULER",
+    default=None,
+    help="Compute the neighbours on this running Dask scheduler (env RECS_DASK_SCHEDULER;"
+    " needs pip install 'related-stories[dask]').",
+)
+workers_option = click.option(
+    "--workers",
+    "local_workers",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Compute the neighbours on a local Dask cluster of N worker processes, started for"
+    " this build and stopped after it.",
+)
+block_rows_option = click.option(
+    "--block-rows",
+    type=click.IntRange(1, 1_000_000),
+    default=None,
+    help="Rows per neighbour block (one task each on a cluster) [cluster: ~16 blocks per"
+    " worker thread, 256-4096; in process: 4096]. Never changes the lists.",
+)
+
+
+def cluster_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--cluster``, ``--workers`` and ``--block-rows`` (see :func:`scripts.training.runner`)."""
+    for option in (block_rows_option, workers_option, cluster_option):
+        command = option(command)
+    return command

@@ -11,10 +11,11 @@ from typing import Any
 import click
 
 from models.artifact import read_manifest
-from scripts.common import EXIT_REFUSED, CliError
+from scripts.common import EXIT_REFUSED, EXIT_UNAVAILABLE, CliError
 from scripts.connection import connect, publish_errors
 from scripts.options import (
     articles_option,
+    cluster_options,
     config_file_option,
     keep_option,
     model_root_option,
@@ -22,7 +23,7 @@ from scripts.options import (
     published_redis_option,
     tag_aliases_option,
 )
-from scripts.training import build_config, train_model
+from scripts.training import Placement, build_config, train_model
 from service.redis import publish as pub
 from service.redis import versions
 
@@ -114,6 +115,7 @@ class Summary(click.ClickException):
 @config_file_option
 @tag_aliases_option
 @on_error_option("Bad records: refuse the export, or skip and count them.")
+@cluster_options
 def retrain_command(
     article_files: tuple[Path, ...],
     model_root: Path,
@@ -126,10 +128,14 @@ def retrain_command(
     config_file: Path | None,
     tag_aliases: Path | None,
     on_error: str,
+    cluster_address: str | None,
+    local_workers: int | None,
+    block_rows: int | None,
 ) -> None:
     """Train on a fresh export, check it against the live version, publish it (cron job)."""
     started = time.perf_counter()
     config = build_config(config_file, tag_aliases, k=k)
+    placement = Placement(cluster_address, local_workers, block_rows)
     # Redis first: no point training for a minute if the result cannot be published.
     try:
         client = connect(redis_url)
@@ -143,10 +149,14 @@ def retrain_command(
     model_root.mkdir(parents=True, exist_ok=True)
     staging = model_root / f".retrain-{os.getpid()}-{time.time_ns()}"
     try:
-        loaded, _ = train_model(article_files, staging, config, on_error)
+        loaded, _ = train_model(article_files, staging, config, on_error, placement=placement)
     except CliError as exc:
-        # Any unusable export (empty, bad records) is a refusal: cron must see exit 3.
         shutil.rmtree(staging, ignore_errors=True)
+        if exc.exit_code == EXIT_UNAVAILABLE:  # the Dask cluster, not the export
+            raise Summary(
+                f"retrain FAILED: {_first_line(exc)}; {untouched}", exc.exit_code
+            ) from None
+        # Any unusable export (empty, bad records) is a refusal: cron must see exit 3.
         raise Summary(
             f"retrain REFUSED: cannot train on the export: {_first_line(exc)}; {untouched}"
         ) from None

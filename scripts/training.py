@@ -6,17 +6,69 @@ No click commands here: scripts/cli.py (``recs train``) and scripts/retrain_cmd.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from models.artifact import ArtifactError, LoadedModel, load_model, save_model
+from models.blocks import InProcess, NeighbourRunner
 from models.config import ModelConfig
 from models.model import RelatedModel
 from models.records import CorpusError, read_articles
 from models.tags import load_aliases
-from scripts.common import CliError, progress_bar
+from scripts.common import EXIT_UNAVAILABLE, CliError, progress_bar
+
+DASK_MISSING = (
+    "--cluster/--workers need Dask, which is not installed: pip install 'related-stories[dask]'"
+)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the neighbour blocks run: ``--cluster ADDRESS``, ``--workers N`` or in process."""
+
+    address: str | None = None
+    workers: int | None = None
+    block_rows: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.address is not None and self.workers is not None:
+            raise CliError("give --cluster or --workers, not both")
+        if self.address is not None and not self.address.strip():
+            raise CliError("--cluster: the scheduler address is empty")
+
+    @property
+    def distributed(self) -> bool:
+        return self.address is not None or self.workers is not None
+
+
+@contextmanager
+def neighbour_runner(placement: Placement) -> Iterator[NeighbourRunner]:
+    """The runner for ``placement``; a cluster is connected (or started) for the block only.
+
+    A cluster that cannot be reached or is lost becomes exit 4 (nothing is written: the model
+    directory is saved only after every block is in). Without a cluster, dask is not imported.
+    """
+    if not placement.distributed:
+        yield InProcess(placement.block_rows) if placement.block_rows else InProcess()
+        return
+    try:
+        from models import cluster
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in {"dask", "distributed"}:
+            raise CliError(DASK_MISSING) from None
+        raise
+    try:
+        with cluster.connect(placement.address, placement.workers) as client:
+            yield cluster.ClusterRunner(client, placement.block_rows)
+    except cluster.ClusterUnavailable as exc:
+        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+    except cluster.BadSchedulerAddress as exc:
+        raise CliError(f"--cluster: {exc}") from None
 
 
 def open_model(path: Path) -> LoadedModel:
@@ -69,12 +121,28 @@ def train_model(
     on_error: str,
     *,
     as_of: datetime | None = None,
+    placement: Placement | None = None,
 ) -> tuple[LoadedModel, dict[str, object]]:
     """Read, fit and save; return the saved model and a summary (shared with retrain).
 
     ``as_of`` (default: :func:`input_as_of`) is stored as the manifest's ``source_as_of``.
+    ``placement``: where the neighbour blocks run (default: in this process).
     """
     started = time.perf_counter()
+    # The cluster first: no point reading a large export if its scheduler is unreachable.
+    with neighbour_runner(placement or Placement()) as runner:
+        return _train(article_files, out, config, on_error, as_of, runner, started)
+
+
+def _train(
+    article_files: tuple[Path, ...],
+    out: Path,
+    config: ModelConfig,
+    on_error: str,
+    as_of: datetime | None,
+    runner: NeighbourRunner,
+    started: float,
+) -> tuple[LoadedModel, dict[str, object]]:
     as_of = as_of or input_as_of(article_files)
     try:
         result = read_articles(article_files, on_error=on_error)  # type: ignore[arg-type]
@@ -85,7 +153,9 @@ def train_model(
     if result.skipped > 5:
         click.echo(f"skipped: ... and {result.skipped - 5} more bad record(s)", err=True)
     try:
-        model = RelatedModel(config=config).fit(result.articles, progress=progress_bar)
+        model = RelatedModel(config=config).fit(
+            result.articles, progress=progress_bar, runner=runner
+        )
         manifest = save_model(model, result.articles, out, source_as_of=as_of)
     except (ValueError, OSError) as exc:
         raise CliError(str(exc)) from None

@@ -1,0 +1,167 @@
+"""The neighbours of one block of rows: exact top-k pool, then the latent re-ranking.
+
+A block's answer is a pure function of (blended rows, latent vectors, plan, row range): no row's
+list depends on the other rows in its block, so the rows can be cut into blocks any way and
+computed anywhere (this process, or the workers of a Dask cluster, ``models/cluster.py``) with
+the same bits. No dask here: the in-process build imports only this.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from models.rerank import rerank
+from models.topk import DEFAULT_BLOCK_ROWS, PreparedRows, canonical, prepare_rows, top_k_rows
+
+
+class Progress(Protocol):
+    def update(self, n: int) -> Any: ...
+    def close(self) -> Any: ...
+
+
+# (description, total) -> a bar; scripts/common.py's tqdm bar is one.
+ProgressFactory = Callable[[str, int], Progress]
+
+
+@dataclass(frozen=True)
+class NeighbourPlan:
+    """What a block computes: the pool and, when ``rerank``, how the pool is re-ranked."""
+
+    k: int
+    pool: int
+    pool_min_score: float
+    rerank: bool
+    weight: float = 0.0
+    feedback: int = 0
+    feedback_weight: float = 0.0
+    min_score: float = 0.0
+
+
+class BlendedRows:
+    """The blended, normalised matrix as blocks read it.
+
+    The kernel's column-tiled postings are built on first use and kept with the object, once
+    per process; pickling sends only the matrix (a worker builds its own postings, which are
+    about as large as the matrix, instead of receiving them).
+    """
+
+    def __init__(self, matrix: sp.csr_matrix) -> None:
+        self.matrix = canonical(matrix)
+        self._prepared: PreparedRows | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.matrix.shape[0])
+
+    def prepared(self) -> PreparedRows:
+        # Several tasks of one worker may ask at once; one builds, the others wait for it.
+        with self._lock:
+            if self._prepared is None:
+                self._prepared = prepare_rows(self.matrix)
+            return self._prepared
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"matrix": self.matrix}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.matrix = state["matrix"]
+        self._prepared = None
+        self._lock = threading.Lock()
+
+
+def block_neighbours(
+    rows: BlendedRows,
+    latent: np.ndarray | None,
+    plan: NeighbourPlan,
+    start: int,
+    stop: int,
+    *,
+    n_threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbours of rows ``[start, stop)``: int32 ids (-1 padded), float32 scores (NaN padded).
+
+    ``latent``: unit latent vectors of every row when ``plan.rerank``, else ignored.
+    ``n_threads``: the kernel's threads (default: every core this process may use).
+    """
+    pool_ids, pool_scores = top_k_rows(
+        rows.prepared(),
+        plan.pool,
+        start,
+        stop,
+        min_score=plan.pool_min_score,
+        n_threads=n_threads,
+    )
+    if not plan.rerank:
+        return pool_ids[:, : plan.k].copy(), pool_scores[:, : plan.k].astype(np.float32)
+    if latent is None:
+        raise ValueError("a re-ranking plan needs the latent vectors")
+    return rerank(
+        pool_ids,
+        pool_scores,
+        latent,
+        k=plan.k,
+        weight=plan.weight,
+        feedback=plan.feedback,
+        feedback_weight=plan.feedback_weight,
+        min_score=plan.min_score,
+        rows=np.arange(start, stop),
+    )
+
+
+def block_ranges(n_rows: int, block_rows: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of consecutive blocks of at most ``block_rows`` rows."""
+    if block_rows < 1:
+        raise ValueError(f"block_rows must be >= 1, got {block_rows}")
+    return [(start, min(start + block_rows, n_rows)) for start in range(0, n_rows, block_rows)]
+
+
+def empty_result(n_rows: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Result arrays that blocks are written into: -1 ids, NaN scores."""
+    return np.full((n_rows, k), -1, dtype=np.int32), np.full((n_rows, k), np.nan, np.float32)
+
+
+class NeighbourRunner(Protocol):
+    """Computes every block and assembles the (n, k) result (in process, or on a cluster)."""
+
+    def __call__(
+        self,
+        rows: BlendedRows,
+        latent: np.ndarray | None,
+        plan: NeighbourPlan,
+        progress: ProgressFactory | None,
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class InProcess:
+    """Every block in this process, in order, on every core (numba threads)."""
+
+    block_rows: int = DEFAULT_BLOCK_ROWS
+
+    def __call__(
+        self,
+        rows: BlendedRows,
+        latent: np.ndarray | None,
+        plan: NeighbourPlan,
+        progress: ProgressFactory | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        ids, scores = empty_result(rows.n_rows, plan.k)
+        bar = progress("neighbours", rows.n_rows) if progress else None
+        try:
+            for start, stop in block_ranges(rows.n_rows, self.block_rows):
+                ids[start:stop], scores[start:stop] = block_neighbours(
+                    rows, latent, plan, start, stop
+                )
+                if bar:
+                    bar.update(stop - start)
+        finally:
+            if bar:
+                bar.close()
+        return ids, scores
