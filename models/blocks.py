@@ -17,7 +17,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.rerank import rerank
-from models.topk import DEFAULT_BLOCK_ROWS, PreparedRows, canonical, prepare_rows, top_k_rows
+from models.topk import (
+    DEFAULT_BLOCK_ROWS,
+    PreparedRows,
+    canonical,
+    default_threads,
+    prepare_rows,
+    top_k_rows,
+)
 
 
 class Progress(Protocol):
@@ -112,6 +119,7 @@ def block_neighbours(
         feedback_weight=plan.feedback_weight,
         min_score=plan.min_score,
         rows=np.arange(start, stop),
+        threads=default_threads() if n_threads is None else n_threads,
     )
 
 

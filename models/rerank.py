@@ -8,6 +8,7 @@ neighbour list stores.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -29,18 +30,22 @@ def rerank(
     min_score: float = 0.0,
     rows: np.ndarray | None = None,
     progress: Callable[[int], Any] | None = None,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reorder exact candidate pools by ``(1 - w) * blended + w * latent cosine``.
 
     The latent query is the article's own latent vector plus ``feedback_weight`` times the mean
     of its ``feedback`` best first-pass candidates (pseudo-relevance feedback), renormalised.
     ``rows`` gives each pool row's own row in ``latent`` (default: the same row).
+    ``threads``: chunks of rows re-ranked at once (each row's answer depends on that row only,
+    so the result is the same bits whatever the count).
     """
     n, pool = pool_ids.shape
     own = np.arange(n) if rows is None else rows
     out_ids = np.full((n, k), -1, dtype=np.int32)
     out_scores = np.full((n, k), np.nan, dtype=np.float32)
-    for start in range(0, n, RERANK_BLOCK_ROWS):
+
+    def chunk(start: int) -> int:
         stop = min(start + RERANK_BLOCK_ROWS, n)
         ids = pool_ids[start:stop]
         final, _ = pool_scores_and_query(
@@ -60,8 +65,21 @@ def rerank(
             keep, np.take_along_axis(ids, order, axis=1), -1
         )
         out_scores[start:stop, : order.shape[1]] = np.where(keep, chosen, np.nan)
-        if progress is not None:
-            progress(stop - start)
+        return stop - start
+
+    starts = range(0, n, RERANK_BLOCK_ROWS)
+    if threads <= 1 or len(starts) <= 1:
+        for start in starts:
+            done = chunk(start)
+            if progress is not None:
+                progress(done)
+        return out_ids, out_scores
+    # numpy's einsum, gathers and sorts release the GIL: the re-ranking was a single-threaded
+    # 3.9 s of a 32 s build at 50k while the other core idled. Chunks write disjoint rows.
+    with ThreadPoolExecutor(max_workers=threads) as executor:
+        for done in executor.map(chunk, starts):
+            if progress is not None:
+                progress(done)
     return out_ids, out_scores
 
 

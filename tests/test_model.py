@@ -8,7 +8,7 @@ import pytest
 from models.config import ModelConfig
 from models.model import RelatedModel
 from models.records import Article
-from models.rerank import rerank
+from models.rerank import RERANK_BLOCK_ROWS, rerank
 from tests.oracle import dense_top_k
 
 WORDS = [f"w{chr(97 + i)}{chr(97 + j)}" for i in range(6) for j in range(6)]
@@ -116,6 +116,36 @@ def test_rerank_function_pads_and_respects_min_score() -> None:
     np.testing.assert_array_equal(ids, [[1, 2], [0, -1], [0, 1], [-1, -1]])
     np.testing.assert_allclose(scores[0], [0.45, 0.25], atol=1e-6)
     assert np.isnan(scores[1, 1]) and np.isnan(scores[3]).all()
+
+
+def test_rerank_threads_give_the_same_bits_and_count_every_row() -> None:
+    rng = np.random.default_rng(5)
+    n, pool, comps = 3 * RERANK_BLOCK_ROWS + 17, 12, 6  # several chunks, the last one short
+    latent = rng.standard_normal((n, comps)).astype(np.float32)
+    latent /= np.linalg.norm(latent, axis=1, keepdims=True)
+    pool_ids = rng.integers(0, n, size=(n, pool)).astype(np.int32)
+    pool_ids[::7, -3:] = -1  # padded pools
+    pool_scores = np.where(pool_ids >= 0, rng.random((n, pool)), np.nan)
+    runs = []
+    for threads in (1, 2, 3):
+        seen: list[int] = []
+        runs.append(
+            rerank(
+                pool_ids,
+                pool_scores,
+                latent,
+                k=5,
+                weight=0.4,
+                feedback=3,
+                feedback_weight=0.5,
+                progress=seen.append,
+                threads=threads,
+            )
+        )
+        assert sum(seen) == n
+    for ids, scores in runs[1:]:
+        np.testing.assert_array_equal(ids, runs[0][0])
+        assert scores.tobytes() == runs[0][1].tobytes()
 
 
 def test_text_only_corpus_trains_and_uses_text() -> None:
