@@ -101,12 +101,19 @@ def _reason(error: Any) -> tuple[list[Any], str]:
 
 
 def parse_time(value: str) -> datetime:
-    """An ISO 8601 time with an offset or ``Z`` (ValueError for a naive or malformed one)."""
+    """An ISO 8601 time with an offset or ``Z``, in UTC (ValueError for a naive, malformed or
+    out-of-range one). The validator and the engine (service/rules/compiled.py) both read
+    times with it, so a rule accepted is a rule in force."""
     # RFC 3339 allows a lower-case "t" and "z"; fromisoformat only takes upper case.
     parsed = datetime.fromisoformat(value.upper())
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError("naive time")
-    return parsed
+    try:
+        # In UTC here: one an offset moves past year 1 or 9999 has no instant, and the engine
+        # compiling it later would fail on every request.
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range in UTC") from None
 
 
 def validate_rule(body: Any, *, max_k: int | None = None) -> dict[str, Any]:
