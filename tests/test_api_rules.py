@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask.testing import FlaskClient
 
 from models.artifact import LoadedModel
 from service import ConfigError
+from service.redis import keys
+from service.rules.schema import MAX_RULES, RuleError, validate_document
 from tests.service_fixtures import ADMIN_TOKEN, NOW, embedded_app, redis_app
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -260,3 +263,17 @@ def test_a_lower_case_time_is_in_force_as_accepted(
     body = {"hide": [shown[0]], "valid_from": "1987-03-20t11:00:00z"}
     assert put(client, "takedown", body).status_code == 201
     assert shown[0] not in [item["id"] for item in client.get(url).get_json()["items"]]
+
+
+def test_the_rule_set_is_bounded(client: FlaskClient, redis_client: redis.Redis) -> None:
+    full = {f"r{n}": json.dumps({"id": f"r{n}", "note": "x"}) for n in range(MAX_RULES)}
+    redis_client.hset(keys.RULES, mapping=full)
+    extra = put(client, "one-more", {"hide": ["a-1"]})
+    assert extra.status_code == 400 and extra.get_json()["parameter"] == "rule_id"
+    assert f"full ({MAX_RULES} rules)" in extra.get_json()["message"]
+    assert put(client, "r7", {"hide": ["a-1"]}).status_code == 200  # replacing one still works
+    assert redis_client.hlen(keys.RULES) == MAX_RULES
+    # A file (embedded mode, `recs rules import`) beyond the bound names it.
+    with pytest.raises(RuleError, match="at most 10000 rules") as caught:
+        validate_document({"rules": {f"r{n}": {} for n in range(MAX_RULES + 1)}})
+    assert caught.value.pointer == "/rules"
