@@ -225,20 +225,6 @@ def candidates(
         yield meta, neighbour.score
 
 
-def select(
-    query: RelatedQuery, read: RelatedRead, cutoff: datetime | None
-) -> list[tuple[ArticleMeta, float]]:
-    """The first ``k`` neighbours, in stored order, that pass exclude, section and age (no
-    rules: :func:`answer` applies them)."""
-    items: list[tuple[ArticleMeta, float]] = []
-    for meta, score in candidates(query, read, cutoff):
-        if meta is not None:
-            items.append((meta, score))
-        if len(items) == query.k:
-            break
-    return items
-
-
 def render(
     article_id: str,
     version: str,
