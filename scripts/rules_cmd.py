@@ -174,7 +174,10 @@ def put_command(file: Path, rule_id: str | None, by: str, redis_url: str) -> Non
         raise CliError(f"{file}: {exc}") from None
     rule = stored_rule(rule_id, valid, by=editor, at=_now())
     with _store(redis_url) as store:
-        change = store.put_rule(rule)
+        try:
+            change = store.put_rule(rule)
+        except RuleError as exc:  # the rule set is full
+            raise CliError(f"rule {rule_id}: {exc.reason}") from None
     verb = "created" if change.before is None else "replaced"
     click.echo(f"{verb} rule {rule_id} (seq {change.seq})")
 

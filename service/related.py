@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -17,9 +17,9 @@ from werkzeug.http import http_date
 from models.records import ID_PATTERN
 from models.tagnorm import normalize_tag
 from service.errors import BadRequest, NotFound
-from service.related_cache import ResponseCache
-from service.resilience import serve_stale_on_failure
-from service.rules.boxes import compiled_rules, now_epoch, pinned_metas
+from service.related_cache import Cached, ResponseCache
+from service.resilience import serve_stale_on_failure, stale_check
+from service.rules.boxes import compiled_rules, now_epoch, pinned_metas, recheck
 from service.rules.compiled import CompiledRules
 from service.rules.engine import arrange, box_for
 from service.store.base import ArticleMeta, NoLiveVersion, RelatedRead, Store, VersionInfo
@@ -225,20 +225,6 @@ def candidates(
         yield meta, neighbour.score
 
 
-def select(
-    query: RelatedQuery, read: RelatedRead, cutoff: datetime | None
-) -> list[tuple[ArticleMeta, float]]:
-    """The first ``k`` neighbours, in stored order, that pass exclude, section and age (no
-    rules: :func:`answer` applies them)."""
-    items: list[tuple[ArticleMeta, float]] = []
-    for meta, score in candidates(query, read, cutoff):
-        if meta is not None:
-            items.append((meta, score))
-        if len(items) == query.k:
-            break
-    return items
-
-
 def render(
     article_id: str,
     version: str,
@@ -290,9 +276,9 @@ def _cutoff(days: int | None) -> datetime | None:
 
 def answer(
     store: Store, info: VersionInfo, query: RelatedQuery, compiled: CompiledRules, now: float
-) -> tuple[bytes, str, float] | None:
-    """The rendered answer, what it shows (ids, labels, reason: for the ETag) and until when
-    it holds; ``None`` for an unknown article."""
+) -> tuple[bytes, str, float, Callable[[], bool]] | None:
+    """The rendered answer, what it shows (ids, labels, reason: for the ETag), until when it
+    holds and its stale cache check; ``None`` for an unknown article."""
     # No metadata filter: the answer is within the first k + 1 + |exclude| stored neighbours
     # (the article itself and excluded ids may take places), plus a few that flags or rules
     # may drop; a short answer reads the rest below.
@@ -303,13 +289,11 @@ def answer(
     if read is None:
         return None
     source = read.source
+    # Section rules apply to the article's section and to the one a box asks for.
+    sections = (source.section if source else None, query.section)
+    blocked = (query.article_id, *query.exclude)
     box = box_for(
-        compiled,
-        now=now,
-        article_id=query.article_id,
-        # Section rules apply to the article's section and to the one a box asks for.
-        sections=(source.section if source else None, query.section),
-        blocked=(query.article_id, *query.exclude),
+        compiled, now=now, article_id=query.article_id, sections=sections, blocked=blocked
     )
     pins = pinned_metas(store, info.version, box)
     cutoff = _cutoff(query.max_age_days)
@@ -323,7 +307,13 @@ def answer(
     pinned = {p.meta.id for p in arranged.items if p.pinned}
     body = render(query.article_id, info.version, items, source, pinned, arranged.reason)
     shown = ",".join(f"{m.id}{'+' if m.id in pinned else ''}" for m, _ in items)
-    return body, f"{shown}|{arranged.reason or ''}", arranged.fresh_until
+    check = recheck(
+        [(p.meta, p.pinned) for p in arranged.items],
+        article_id=query.article_id,
+        sections=sections,
+        blocked=blocked,
+    )
+    return body, f"{shown}|{arranged.reason or ''}", arranged.fresh_until, check
 
 
 @bp.get("/v1/articles/<article_id>/related")
@@ -352,7 +342,8 @@ def related(article_id: str) -> Response:
         cache_key = (f"{info.version}#{info.seq}#{compiled.seq}", query.cache_key())
         cached = cache.get(cache_key, now)
         if cached is not None:
-            data, etag, _ = cached
+            data, etag, _, check = cached
+            stale_check(check)
             if request.if_none_match.contains_weak(etag):
                 return _cache_headers(Response(status=304), etag, info)
             return _cache_headers(_json_response(data), etag, info)
@@ -360,10 +351,13 @@ def related(article_id: str) -> Response:
     found = answer(store, info, query, compiled, now)
     if found is None:
         raise NotFound(f"unknown article_id {article_id!r}", parameter="article_id")
-    data, shown, fresh_until = found
+    data, shown, fresh_until, check = found
+    # Served stale (Redis down) only while the rules this process holds still allow it.
+    stale_check(check)
     etag = _etag(info, compiled.seq, query, shown)
     if cache is not None and cache_key is not None:
-        cache.put(cache_key, (data, etag, fresh_until))
+        entry: Cached = (data, etag, fresh_until, check)
+        cache.put(cache_key, entry)
     if request.if_none_match.contains_weak(etag):
         return _cache_headers(Response(status=304), etag, info)
     return _cache_headers(_json_response(data), etag, info)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
-# A rendered body, its ETag, and the instant (epoch s) from which it may be wrong.
-Cached = tuple[bytes, str, float]
+# A rendered body, its ETag, the instant (epoch s) from which it may be wrong, and the check
+# the stale cache asks before serving it through an outage (service/rules/boxes.py recheck).
+Cached = tuple[bytes, str, float, Callable[[], bool]]
 
 
 # A version's stored data changes only by incremental updates, each of which bumps its ``seq``,
@@ -14,7 +16,7 @@ Cached = tuple[bytes, str, float]
 # right until one of them moves (then it simply misses) or the clock reaches its fresh_until.
 class ResponseCache:
     """A bounded LRU of rendered answers, keyed by model version, rules seq and normalised
-    query; each entry is ``(body, etag, fresh_until)`` and is served only before
+    query; each entry is ``(body, etag, fresh_until, check)`` and is served only before
     ``fresh_until`` (epoch s: when a rule window, an embargo or an expiry changes it)."""
 
     def __init__(self, size: int) -> None:

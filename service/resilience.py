@@ -12,9 +12,13 @@ the remembered answer is served instead of a 503, with::
     Age: seconds since it was fresh
 
 Answers carry their model version in the body; a publish simply replaces an entry the next
-time its query is answered fresh. With nothing remembered the answer stays a quick 503 with
-Retry-After. ``/readyz`` reports ``degraded`` (200) while stale answers can be served, so a
-load balancer keeps the instances that still have something to say (see :func:`readiness`).
+time its query is answered fresh. An answer may come with a check (:func:`stale_check`): the
+editorial rules it was made under may have changed, or the clock passed an embargo, an expiry
+or a rule window, since it was remembered; an answer failing its check is not served (the
+request gets the 503), so a takedown never comes back through an outage. With nothing
+remembered the answer stays a quick 503 with Retry-After. ``/readyz`` reports ``degraded``
+(200) while stale answers can be served, so a load balancer keeps the instances that still
+have something to say (see :func:`readiness`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +61,7 @@ class Answer:
     last_modified: str | None
     cache_control: str | None
     stored_at: float  # time.monotonic()
+    check: Callable[[], bool] | None = None  # whether it may still be served (stale_check)
 
 
 class AnswerCache:
@@ -119,6 +125,11 @@ def serve_stale_on_failure(namespace: str, key: str) -> None:
     g.recs_fallback = (namespace, key)
 
 
+def stale_check(check: Callable[[], bool]) -> None:
+    """Serve this request's answer stale only while ``check()`` holds (asked when serving)."""
+    g.recs_stale_check = check
+
+
 def _remember(response: Response) -> Response:
     key = g.get("recs_fallback")
     if key is None or response.status_code != 200 or response.direct_passthrough:
@@ -135,6 +146,7 @@ def _remember(response: Response) -> Response:
             last_modified=response.headers.get("Last-Modified"),
             cache_control=response.headers.get("Cache-Control"),
             stored_at=time.monotonic(),
+            check=g.get("recs_stale_check"),
         ),
     )
     return response
@@ -172,7 +184,7 @@ def _handle_store_unavailable(exc: StoreUnavailable) -> Response:
     state = _state()
     key = g.get("recs_fallback")
     answer = None if key is None or state.cache is None else state.cache.get(key)
-    if answer is not None:
+    if answer is not None and (answer.check is None or answer.check()):
         state.stale_served.inc()
         return _stale_response(answer)
     if isinstance(exc, NoLiveVersion):

@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask.testing import FlaskClient
 
 from models.artifact import LoadedModel
 from service import ConfigError
+from service.redis import keys
+from service.rules.schema import MAX_RULES, RuleError, validate_document
 from tests.service_fixtures import ADMIN_TOKEN, NOW, embedded_app, redis_app
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -236,3 +239,41 @@ def test_pins_must_fit_the_servers_max_k(published: str) -> None:
     assert refused.get_json()["parameter"] == "/pin/0/position"
     assert "below RECS_MAX_K (10)" in refused.get_json()["message"]
     assert put(client, "r1", {"pin": [{"id": "a-1", "position": 9}]}).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "edge", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"], ids=["year-1", "year-9999"]
+)
+def test_a_time_beyond_the_utc_range_is_a_400_not_a_broken_api(
+    client: FlaskClient, loaded: LoadedModel, edge: str
+) -> None:
+    # Valid ISO 8601 with an offset, but no UTC instant: once stored, compiling it overflowed
+    # and every /related answered 500.
+    response = put(client, "r1", {"valid_from": edge})
+    assert response.status_code == 400 and response.get_json()["parameter"] == "/valid_from"
+    assert client.get(f"/v1/articles/{loaded.articles[0].id}/related").status_code == 200
+
+
+def test_a_lower_case_time_is_in_force_as_accepted(
+    client: FlaskClient, loaded: LoadedModel
+) -> None:
+    # RFC 3339 allows "t" and "z"; the validator took them, the engine skipped the rule.
+    url = f"/v1/articles/{loaded.articles[0].id}/related"
+    shown = [item["id"] for item in client.get(url).get_json()["items"]]
+    body = {"hide": [shown[0]], "valid_from": "1987-03-20t11:00:00z"}
+    assert put(client, "takedown", body).status_code == 201
+    assert shown[0] not in [item["id"] for item in client.get(url).get_json()["items"]]
+
+
+def test_the_rule_set_is_bounded(client: FlaskClient, redis_client: redis.Redis) -> None:
+    full = {f"r{n}": json.dumps({"id": f"r{n}", "note": "x"}) for n in range(MAX_RULES)}
+    redis_client.hset(keys.RULES, mapping=full)
+    extra = put(client, "one-more", {"hide": ["a-1"]})
+    assert extra.status_code == 400 and extra.get_json()["parameter"] == "rule_id"
+    assert f"full ({MAX_RULES} rules)" in extra.get_json()["message"]
+    assert put(client, "r7", {"hide": ["a-1"]}).status_code == 200  # replacing one still works
+    assert redis_client.hlen(keys.RULES) == MAX_RULES
+    # A file (embedded mode, `recs rules import`) beyond the bound names it.
+    with pytest.raises(RuleError, match="at most 10000 rules") as caught:
+        validate_document({"rules": {f"r{n}": {} for n in range(MAX_RULES + 1)}})
+    assert caught.value.pointer == "/rules"

@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from click.testing import CliRunner, Result
 
 from scripts.cli import cli
+from service.redis import keys
 from service.redis.store import RedisStore
+from service.rules.schema import MAX_RULES
 
 DOWN = "redis://127.0.0.1:1/0"
 
@@ -158,3 +161,14 @@ def test_redis_down_exits_4(tmp_path: Path) -> None:
         done = run(*args, "--redis-url", DOWN)
         assert done.exit_code == 4, (args, done.output)
         assert "cannot reach Redis" in done.output
+
+
+def test_put_into_a_full_rule_set_exits_2(redis_url: str, tmp_path: Path) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.hset(
+        keys.RULES, mapping={f"r{n}": json.dumps({"id": f"r{n}"}) for n in range(MAX_RULES)}
+    )
+    body = write(tmp_path / "rule.json", {"hide": ["a-1"]})
+    done = run("put", str(body), "--id", "new-one", "--redis-url", redis_url)
+    assert done.exit_code == 2 and "the rule set is full" in done.output, done.output
+    assert client.hlen(keys.RULES) == MAX_RULES

@@ -195,6 +195,9 @@ def test_fill_from_more_candidates_only_when_short() -> None:
 def test_a_broken_rule_is_skipped_not_fatal() -> None:
     compiled = compile_rules(RuleSet(3, {"bad": {"valid_from": "soon"}, "ok": {"hide": ["c0"]}}))
     assert compiled.skipped == ["bad"] and len(compiled.site) == 1
+    # A stored time with no UTC instant (written before validation caught it) is skipped too.
+    edge = compile_rules(RuleSet(4, {"edge": {"valid_until": "9999-12-31T23:59:59-01:00"}}))
+    assert edge.skipped == ["edge"]
 
 
 def test_compiled_once_per_seq() -> None:

@@ -19,8 +19,8 @@ from models.ranking import Recommendation, recommend
 from service.foryou.parsing import now, recommend_query
 from service.foryou.settings import bp, state
 from service.related import item_fields, tags_with_keys
-from service.resilience import serve_stale_on_failure
-from service.rules.boxes import compiled_rules, pinned_metas
+from service.resilience import serve_stale_on_failure, stale_check
+from service.rules.boxes import compiled_rules, pinned_metas, recheck
 from service.rules.engine import HIDE_BOX_REASON, Box, arrange, box_for
 from service.store.base import ArticleMeta, NoLiveVersion, Store, StoreUnavailable, VersionInfo
 from service.store_ext import get_store
@@ -203,6 +203,9 @@ def recommendations() -> Response:
         _render(p.meta, 0.0, "pinned") if p.pinned or p.payload is None else p.payload
         for p in arranged.items
     ]
+    # Served stale (Redis down) only while the rules this process holds still allow it.
+    shown = [(p.meta, p.pinned) for p in arranged.items]
+    stale_check(recheck(shown, sections=(query.section,), blocked=box.blocked))
     served: dict[str, int] = {}
     for item in items:
         served[item["source"]] = served.get(item["source"], 0) + 1

@@ -17,7 +17,7 @@ import redis
 
 from service.redis import keys
 from service.redis.client import text
-from service.rules.schema import stored_rule
+from service.rules.schema import MAX_RULES, stored_rule, too_many_rules
 from service.rules.schema import strip_server_fields as body_of
 from service.store.base import RuleChange, RuleSet, RulesReplaced
 
@@ -28,9 +28,11 @@ RULES_LOG_MAXLEN = 100_000
 # Log entries read per XREVRANGE while looking for one rule's history.
 HISTORY_CHUNK = 500
 
-# KEYS: rules, seq, log. ARGV: id, rule JSON, by, at, log maxlen.
+# KEYS: rules, seq, log. ARGV: id, rule JSON, by, at, log maxlen, max rules.
+# {0} when the rule is new and the set already holds the most it may.
 PUT_LUA = """
 local before = redis.call('HGET', KEYS[1], ARGV[1])
+if not before and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[6]) then return {0} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local seq = redis.call('INCR', KEYS[2])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'seq', seq, 'op', 'put',
@@ -94,7 +96,8 @@ class RedisRules:
         return RuleSet(int(raw_seq or 0), rules)
 
     def put(self, rule: Mapping[str, Any]) -> RuleChange:
-        """Create or replace a stored rule (its ``id``, ``updated_by``, ``updated_at`` set)."""
+        """Create or replace a stored rule (its ``id``, ``updated_by``, ``updated_at`` set);
+        :class:`RuleError` for a new rule beyond :data:`MAX_RULES`."""
         reply = self._put(
             keys=[keys.RULES, keys.RULES_SEQ, keys.RULES_LOG],
             args=[
@@ -103,8 +106,11 @@ class RedisRules:
                 rule["updated_by"],
                 rule["updated_at"],
                 RULES_LOG_MAXLEN,
+                MAX_RULES,
             ],
         )
+        if int(reply[0]) == 0:
+            raise too_many_rules()
         return RuleChange(int(reply[0]), _decode(reply[1] if len(reply) > 1 else None))
 
     def delete(self, rule_id: str, *, by: str, at: str) -> RuleChange | None:

@@ -148,7 +148,10 @@ def put_rule(rule_id: str) -> Response:
     except RuleError as exc:
         raise BadRequest(str(exc), parameter=exc.pointer or "body") from None
     rule = stored_rule(rule_id, valid, by=editor, at=utc_stamp(_now()))
-    change = _writes(lambda: get_store().put_rule(rule))
+    try:
+        change = _writes(lambda: get_store().put_rule(rule))
+    except RuleError as exc:  # the rule set is full
+        raise BadRequest(str(exc.reason), parameter="rule_id") from None
     return _json(rule, 201 if change.before is None else 200)
 
 

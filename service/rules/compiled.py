@@ -14,11 +14,11 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 from models.tagnorm import normalize_tag
+from service.rules.schema import parse_time
 from service.store.base import RuleSet
 
 log = logging.getLogger(__name__)
@@ -44,10 +44,7 @@ def fold_section(section: str) -> str:
 def _epoch(value: Any) -> float | None:
     if value in (None, ""):
         return None
-    parsed = datetime.fromisoformat(str(value))
-    if parsed.tzinfo is None:
-        raise ValueError(f"{value!r} has no offset")
-    return parsed.astimezone(UTC).timestamp()
+    return parse_time(str(value)).timestamp()
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +184,7 @@ def compile_rules(ruleset: RuleSet) -> CompiledRules:
     for rule_id in sorted(ruleset.rules):
         try:
             rule, key = compile_rule(rule_id, ruleset.rules[rule_id])
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError, ArithmeticError) as exc:
             # Stored rules were validated; one that still fails must not take the API down.
             log.warning("editorial rule %r skipped: %s", rule_id, exc)
             out.skipped.append(rule_id)

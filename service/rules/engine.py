@@ -37,7 +37,15 @@ P = TypeVar("P")
 # The reason an emptied box gives (the widget hides a box that answers it).
 HIDE_BOX_REASON = "hide_box"
 
-__all__ = ["HIDE_BOX_REASON", "Arranged", "Box", "RulesCompiler", "arrange", "box_for"]
+__all__ = [
+    "HIDE_BOX_REASON",
+    "Arranged",
+    "Box",
+    "RulesCompiler",
+    "arrange",
+    "box_for",
+    "still_allowed",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +220,20 @@ def arrange(
         target = max(position, target + 1)
         items.insert(min(target, len(items)), Placed(meta, None, True))
     return Arranged(items, None, judge.fresh_until)
+
+
+def still_allowed(box: Box, shown: Iterable[tuple[ArticleMeta, bool]]) -> bool:
+    """Whether a box may still show every ``(meta, pinned)`` of an answer made earlier (under
+    other rules or at another instant): pinned items must still be pinned and not hidden,
+    the others organic. New pins are not asked for: an old answer lacking one is not wrong."""
+    if box.hide_box is not None:
+        return not any(True for _ in shown)
+    judge = _Judge(box)
+    pinned_now = set(pin_ids(box))
+    return all(
+        judge.organic(meta) or (pinned and meta.id in pinned_now and not judge.hidden(meta))
+        for meta, pinned in shown
+    )
 
 
 def pin_ids(box: Box) -> list[str]:

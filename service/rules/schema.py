@@ -25,6 +25,10 @@ from models.records import ID_PATTERN
 SERVER_FIELDS = ("id", "updated_at", "updated_by")
 TIME_FIELDS = ("valid_from", "valid_until")
 TIME_EXAMPLE = "2026-12-01T06:00:00Z"
+# Rules a set may hold. Each rule is bounded by the schema, and every worker reads and
+# compiles the whole set after each change: a newsroom needs hundreds, a runaway script
+# must not fill Redis and every worker's memory.
+MAX_RULES = 10_000
 # Who may be named as the editor of a change (X-Recs-Editor, --by): printable, bounded.
 EDITOR_MAX = 64
 
@@ -101,12 +105,19 @@ def _reason(error: Any) -> tuple[list[Any], str]:
 
 
 def parse_time(value: str) -> datetime:
-    """An ISO 8601 time with an offset or ``Z`` (ValueError for a naive or malformed one)."""
+    """An ISO 8601 time with an offset or ``Z``, in UTC (ValueError for a naive, malformed or
+    out-of-range one). The validator and the engine (service/rules/compiled.py) both read
+    times with it, so a rule accepted is a rule in force."""
     # RFC 3339 allows a lower-case "t" and "z"; fromisoformat only takes upper case.
     parsed = datetime.fromisoformat(value.upper())
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError("naive time")
-    return parsed
+    try:
+        # In UTC here: one an offset moves past year 1 or 9999 has no instant, and the engine
+        # compiling it later would fail on every request.
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range in UTC") from None
 
 
 def validate_rule(body: Any, *, max_k: int | None = None) -> dict[str, Any]:
@@ -143,6 +154,11 @@ def validate_rule(body: Any, *, max_k: int | None = None) -> dict[str, Any]:
     return dict(body)
 
 
+def too_many_rules() -> RuleError:
+    """The error of a new rule that would take the set beyond :data:`MAX_RULES`."""
+    return RuleError("", f"the rule set is full ({MAX_RULES} rules): delete one first")
+
+
 def check_rule_id(rule_id: Any) -> str:
     """``rule_id`` if it is a valid rule id (ValueError otherwise)."""
     if not isinstance(rule_id, str) or not ID_PATTERN.fullmatch(rule_id):
@@ -174,6 +190,8 @@ def validate_document(document: Any, *, max_k: int | None = None) -> dict[str, d
     rules = document.get("rules")
     if not isinstance(rules, dict):
         raise RuleError("/rules", "required: an object of rule id -> rule")
+    if len(rules) > MAX_RULES:
+        raise RuleError("/rules", f"at most {MAX_RULES} rules, got {len(rules)}")
     out: dict[str, dict[str, Any]] = {}
     for rule_id, rule in rules.items():
         where = ["rules", rule_id]
