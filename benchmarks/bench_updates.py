@@ -3,7 +3,11 @@
 Usage::
 
     python -m benchmarks.bench_updates [SOURCE.jsonl] [--articles 100000] [--upserts 1000]
-        [--delete-lists 200] [--deletes 3] [--json OUT]
+        [--delete-lists 200] [--deletes 3] [--model DIR] [--json OUT]
+
+``--model DIR``: start from a trained model directory instead (e.g. the 1M build of
+``benchmarks/bench_cluster.py``); the upserts are then new articles generated from SOURCE,
+and the time and memory of loading the model and building the writer's index are reported.
 
 One run: a private redis-server (no persistence); a ~100,000-article corpus generated from real
 articles exactly as ``benchmarks/bench_incremental.py`` does (``benchmarks.corpora``); the model
@@ -35,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -65,6 +70,10 @@ def _lists_holding(index: IncrementalIndex, article_id: str) -> list[str]:
     return [ids[i] for i in holders.tolist()]
 
 
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print a markdown table; return 0 if both targets are met."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -73,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upserts", type=int, default=1000)
     parser.add_argument("--deletes", type=int, default=3)
     parser.add_argument("--delete-lists", type=int, default=200)
+    parser.add_argument("--model", type=Path, help="A trained model directory to start from.")
     parser.add_argument("--json", type=Path, help="Also write the raw figures here.")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-updates-") as tmp:
@@ -81,18 +91,25 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, work: Path) -> int:
     sources = read_articles([args.source]).articles
-    corpus = synthetic_corpus(sources, args.articles + args.upserts)
-    base, new = corpus[: args.articles], corpus[args.articles :]
-    print(f"corpus: {len(base):,} + {len(new):,} articles from {args.source}", flush=True)
-
     started = time.perf_counter()
-    model = fit_without_top_k(ModelConfig(), base)
-    save_model(model, base, work / "model")
-    loaded = load_model(work / "model")
-    print(f"fit + save: {time.perf_counter() - started:.1f} s", flush=True)
+    if args.model is not None:
+        loaded = load_model(args.model)
+        base = loaded.articles
+        generated = synthetic_corpus(sources, args.upserts, seed=1)
+        new = [replace(a, id=f"bench-upsert-{i:06d}") for i, a in enumerate(generated)]
+        print(f"model {args.model}: {len(base):,} articles, loaded in", end=" ")
+    else:
+        corpus = synthetic_corpus(sources, args.articles + args.upserts)
+        base, new = corpus[: args.articles], corpus[args.articles :]
+        print(f"corpus: {len(base):,} + {len(new):,} articles from {args.source}", flush=True)
+        model = fit_without_top_k(ModelConfig(), base)
+        save_model(model, base, work / "model")
+        loaded = load_model(work / "model")
+        print("fit + save:", end=" ")
+    print(f"{time.perf_counter() - started:.1f} s; peak RSS {_rss_mb():,.0f} MB", flush=True)
     started = time.perf_counter()
     index = IncrementalIndex.from_model(loaded.model)
-    print(f"index: {time.perf_counter() - started:.1f} s", flush=True)
+    print(f"index: {time.perf_counter() - started:.1f} s; peak RSS {_rss_mb():,.0f} MB", flush=True)
     live = index.to_loaded(loaded)
     with RedisServer(work) as redis_server:
         client = redis_server.client(timeout=60)

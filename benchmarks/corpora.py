@@ -7,11 +7,11 @@ import re
 import string
 from collections.abc import Sequence
 from typing import Any
-from unittest import mock
 
 import numpy as np
 
 from benchmarks.harness import REPO
+from models.blocks import BlendedRows, NeighbourPlan, empty_result
 from models.config import ModelConfig
 from models.model import RelatedModel
 from models.records import Article
@@ -117,14 +117,14 @@ def synthetic_corpus(sources: list[Article], n: int, seed: int = 0) -> list[Arti
     return out
 
 
-def _empty_top_k(matrix: Any, k: int, **_: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Stand-in for the model's top-k pass: no candidates."""
-    n = matrix.shape[0]
-    return np.full((n, k), -1, dtype=np.int32), np.full((n, k), np.nan)
+def _no_neighbours(
+    rows: BlendedRows, latent: np.ndarray | None, plan: NeighbourPlan, progress: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """A neighbour runner that computes nothing: every list empty."""
+    return empty_result(rows.matrix.shape[0], plan.k)
 
 
 def fit_without_top_k(config: ModelConfig, articles: Sequence[Article]) -> RelatedModel:
     """Fit vectorisers and SVD only: an incremental index computes every pool itself, so the
     model's own top-k pass (its ``neighbours_``, which the index does not read) is skipped."""
-    with mock.patch("models.model.top_k", _empty_top_k):
-        return RelatedModel(config=config).fit(articles)
+    return RelatedModel(config=config).fit(articles, runner=_no_neighbours)
