@@ -90,18 +90,32 @@ class ClusterRunner:
         except ClusterUnavailable:
             raise
         except KilledWorker as exc:
+            # Dask gives up when the task's workers died more than allowed-failures times.
             raise ClusterUnavailable(
-                f"a block killed {exc.allowed_failures} Dask workers in a row ({exc.task});"
+                f"a block killed {exc.allowed_failures + 1} Dask workers in a row ({exc.task});"
                 " no model written"
             ) from exc
-        except (OSError, TimeoutError, FutureCancelledError) as exc:
-            # CommClosedError is an OSError; futures are cancelled when the client loses the
-            # scheduler. Either way the build cannot finish: nothing has been written.
-            raise ClusterUnavailable(
-                f"lost the Dask scheduler {self.address} during the build"
-                f" ({self._done} of {self._total} blocks done: {_first_line(exc)});"
-                " no model written"
-            ) from exc
+        except FutureCancelledError as exc:
+            if exc.reason != "scheduler-connection-lost" and self.client.status == "running":
+                # The scheduler is alive but dropped the scattered matrix: every worker holding
+                # a copy died (one worker, or all out of memory), and it cannot be recomputed.
+                raise ClusterUnavailable(
+                    f"the Dask cluster lost the matrix this build sent it: every worker holding"
+                    f" a copy died ({self._done} of {self._total} blocks done:"
+                    f" {_first_line(exc)}); no model written"
+                ) from exc
+            raise self._lost_scheduler(exc) from exc
+        except (OSError, TimeoutError) as exc:
+            raise self._lost_scheduler(exc) from exc
+
+    def _lost_scheduler(self, exc: BaseException) -> ClusterUnavailable:
+        # CommClosedError is an OSError; futures are cancelled when the client loses the
+        # scheduler. Either way the build cannot finish: nothing has been written.
+        return ClusterUnavailable(
+            f"lost the Dask scheduler {self.address} during the build"
+            f" ({self._done} of {self._total} blocks done: {_first_line(exc)});"
+            " no model written"
+        )
 
     def _run(
         self,
@@ -177,6 +191,17 @@ async def _probe(address: str) -> None:
     await comm.close()
 
 
+def check_port(address: str) -> None:
+    """Refuse a port dask would reject only after its connect timeout (out of range) or in
+    Python's words (``invalid literal for int()``); the rest of the address is dask's to judge."""
+    _, _, location = address.rpartition("://")
+    if location.endswith("]"):  # "[::1]": no port, which dask names
+        return
+    _, colon, port = location.rpartition(":")
+    if colon and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise BadSchedulerAddress(f"{address!r}: the port {port!r} is not a number in 1-65535")
+
+
 def local_threads_per_worker(workers: int) -> int:
     """Threads per local worker: this machine's cores shared out, at least one each."""
     return max(1, default_threads() // workers)
@@ -189,6 +214,7 @@ def connect(address: str | None = None, workers: int | None = None) -> Iterator[
     if (address is None) == (workers is None):
         raise ValueError("give a scheduler address or a number of local workers, not both")
     if address is not None:
+        check_port(address)
         try:
             asyncio.run(_probe(address))
             client = Client(address, set_as_default=False)
