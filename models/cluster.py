@@ -229,7 +229,24 @@ def connect(address: str | None = None, workers: int | None = None) -> Iterator[
         return
     assert workers is not None
     threads = local_threads_per_worker(workers)
-    cluster = LocalCluster(
+    try:
+        cluster = _local_cluster(workers, threads)
+    except (RuntimeError, OSError, TimeoutError) as exc:
+        # A worker that cannot start (a bad dask preload, no memory for a process): dask's
+        # own clean-up has stopped what did start.
+        raise ClusterUnavailable(
+            f"cannot start a local Dask cluster of {workers} worker(s) ({_first_line(exc)});"
+            " nothing trained"
+        ) from None
+    try:
+        with Client(cluster, set_as_default=False) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+def _local_cluster(workers: int, threads: int) -> LocalCluster:
+    return LocalCluster(
         n_workers=workers,
         threads_per_worker=threads,
         processes=True,
@@ -243,11 +260,6 @@ def connect(address: str | None = None, workers: int | None = None) -> Iterator[
         env={"NUMBA_NUM_THREADS": str(threads)},
         silence_logs=40,
     )
-    try:
-        with Client(cluster, set_as_default=False) as client:
-            yield client
-    finally:
-        cluster.close()
 
 
 def worker_pids(client: Client) -> dict[str, int]:

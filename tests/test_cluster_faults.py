@@ -117,3 +117,22 @@ def test_retrain_with_a_bad_cluster_option_exits_2_not_refused(
     assert result.output.startswith(f"retrain FAILED: {message}"), result.output
     assert result.output.rstrip().endswith("nothing published")
     assert list(root.iterdir()) == []
+
+
+def test_a_local_cluster_that_cannot_start_exits_4_and_leaves_no_process(tmp_path: Path) -> None:
+    import dask
+    import psutil
+
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    # Every worker fails to start: its preload module does not exist.
+    with dask.config.set({"distributed.worker.preload": ["no_such_module_for_this_test"]}):
+        result = CliRunner().invoke(cli, train_args(tmp_path / "model", "--workers", "1"))
+    assert result.exit_code == 4, result.output
+    assert result.output.startswith("error: cannot start a local Dask cluster of 1 worker(s) (")
+    assert result.output.rstrip().endswith("nothing trained")
+    assert not (tmp_path / "model").exists()
+    left = [c for c in psutil.Process().children(recursive=True) if c.pid not in before]
+    alive = [c for c in left if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    # multiprocessing's resource tracker lives as long as this process, by design.
+    workers = [c.cmdline() for c in alive if "resource_tracker" not in " ".join(c.cmdline())]
+    assert workers == []
