@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import dask.config
 import numpy as np
 from distributed import Client, LocalCluster, Security, as_completed, get_worker
 from distributed.client import FutureCancelledError
@@ -228,6 +229,30 @@ def connect(address: str | None = None, workers: int | None = None) -> Iterator[
             yield client
         return
     assert workers is not None
+    with _environ_restored(dask.config.get("distributed.nanny.pre-spawn-environ", {})):
+        yield from _local_client(workers)
+
+
+@contextmanager
+def _environ_restored(names: Iterable[str]) -> Iterator[None]:
+    """Put ``names`` back in this process's environment on exit.
+
+    dask's nanny passes its pre-spawn variables (OMP_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1,
+    ...) to the workers by setting them in the spawning process: here, the one running
+    ``recs``, whose later BLAS pools and child processes would then run on one thread.
+    """
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _local_client(workers: int) -> Iterator[Client]:
     threads = local_threads_per_worker(workers)
     try:
         cluster = _local_cluster(workers, threads)

@@ -136,3 +136,17 @@ def test_a_local_cluster_that_cannot_start_exits_4_and_leaves_no_process(tmp_pat
     # multiprocessing's resource tracker lives as long as this process, by design.
     workers = [c.cmdline() for c in alive if "resource_tracker" not in " ".join(c.cmdline())]
     assert workers == []
+
+
+def test_a_local_cluster_gives_back_this_process_thread_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """dask's nanny sets OMP_NUM_THREADS=1 & co. here to pass them on to its workers."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    with cluster.connect(workers=1) as lone:
+        settings = cluster.worker_threading(lone)
+    # The workers got one BLAS/OpenMP thread; this process keeps its defaults.
+    assert [(s["omp"], s["openblas"]) for s in settings.values()] == [("1", "1")]
+    assert [name for name in names if name in os.environ] == []
