@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import dask.config
 import numpy as np
 from distributed import Client, LocalCluster, Security, as_completed, get_worker
 from distributed.client import FutureCancelledError
@@ -90,18 +91,32 @@ class ClusterRunner:
         except ClusterUnavailable:
             raise
         except KilledWorker as exc:
+            # Dask gives up when the task's workers died more than allowed-failures times.
             raise ClusterUnavailable(
-                f"a block killed {exc.allowed_failures} Dask workers in a row ({exc.task});"
+                f"a block killed {exc.allowed_failures + 1} Dask workers in a row ({exc.task});"
                 " no model written"
             ) from exc
-        except (OSError, TimeoutError, FutureCancelledError) as exc:
-            # CommClosedError is an OSError; futures are cancelled when the client loses the
-            # scheduler. Either way the build cannot finish: nothing has been written.
-            raise ClusterUnavailable(
-                f"lost the Dask scheduler {self.address} during the build"
-                f" ({self._done} of {self._total} blocks done: {_first_line(exc)});"
-                " no model written"
-            ) from exc
+        except FutureCancelledError as exc:
+            if exc.reason != "scheduler-connection-lost" and self.client.status == "running":
+                # The scheduler is alive but dropped the scattered matrix: every worker holding
+                # a copy died (one worker, or all out of memory), and it cannot be recomputed.
+                raise ClusterUnavailable(
+                    f"the Dask cluster lost the matrix this build sent it: every worker holding"
+                    f" a copy died ({self._done} of {self._total} blocks done:"
+                    f" {_first_line(exc)}); no model written"
+                ) from exc
+            raise self._lost_scheduler(exc) from exc
+        except (OSError, TimeoutError) as exc:
+            raise self._lost_scheduler(exc) from exc
+
+    def _lost_scheduler(self, exc: BaseException) -> ClusterUnavailable:
+        # CommClosedError is an OSError; futures are cancelled when the client loses the
+        # scheduler. Either way the build cannot finish: nothing has been written.
+        return ClusterUnavailable(
+            f"lost the Dask scheduler {self.address} during the build"
+            f" ({self._done} of {self._total} blocks done: {_first_line(exc)});"
+            " no model written"
+        )
 
     def _run(
         self,
@@ -177,6 +192,17 @@ async def _probe(address: str) -> None:
     await comm.close()
 
 
+def check_port(address: str) -> None:
+    """Refuse a port dask would reject only after its connect timeout (out of range) or in
+    Python's words (``invalid literal for int()``); the rest of the address is dask's to judge."""
+    _, _, location = address.rpartition("://")
+    if location.endswith("]"):  # "[::1]": no port, which dask names
+        return
+    _, colon, port = location.rpartition(":")
+    if colon and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise BadSchedulerAddress(f"{address!r}: the port {port!r} is not a number in 1-65535")
+
+
 def local_threads_per_worker(workers: int) -> int:
     """Threads per local worker: this machine's cores shared out, at least one each."""
     return max(1, default_threads() // workers)
@@ -189,6 +215,7 @@ def connect(address: str | None = None, workers: int | None = None) -> Iterator[
     if (address is None) == (workers is None):
         raise ValueError("give a scheduler address or a number of local workers, not both")
     if address is not None:
+        check_port(address)
         try:
             asyncio.run(_probe(address))
             client = Client(address, set_as_default=False)
@@ -202,8 +229,49 @@ def connect(address: str | None = None, workers: int | None = None) -> Iterator[
             yield client
         return
     assert workers is not None
+    with _environ_restored(dask.config.get("distributed.nanny.pre-spawn-environ", {})):
+        yield from _local_client(workers)
+
+
+@contextmanager
+def _environ_restored(names: Iterable[str]) -> Iterator[None]:
+    """Put ``names`` back in this process's environment on exit.
+
+    dask's nanny passes its pre-spawn variables (OMP_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1,
+    ...) to the workers by setting them in the spawning process: here, the one running
+    ``recs``, whose later BLAS pools and child processes would then run on one thread.
+    """
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _local_client(workers: int) -> Iterator[Client]:
     threads = local_threads_per_worker(workers)
-    cluster = LocalCluster(
+    try:
+        cluster = _local_cluster(workers, threads)
+    except (RuntimeError, OSError, TimeoutError) as exc:
+        # A worker that cannot start (a bad dask preload, no memory for a process): dask's
+        # own clean-up has stopped what did start.
+        raise ClusterUnavailable(
+            f"cannot start a local Dask cluster of {workers} worker(s) ({_first_line(exc)});"
+            " nothing trained"
+        ) from None
+    try:
+        with Client(cluster, set_as_default=False) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+def _local_cluster(workers: int, threads: int) -> LocalCluster:
+    return LocalCluster(
         n_workers=workers,
         threads_per_worker=threads,
         processes=True,
@@ -217,11 +285,6 @@ def connect(address: str | None = None, workers: int | None = None) -> Iterator[
         env={"NUMBA_NUM_THREADS": str(threads)},
         silence_logs=40,
     )
-    try:
-        with Client(cluster, set_as_default=False) as client:
-            yield client
-    finally:
-        cluster.close()
 
 
 def worker_pids(client: Client) -> dict[str, int]:

@@ -23,7 +23,7 @@ from scripts.options import (
     published_redis_option,
     tag_aliases_option,
 )
-from scripts.training import Placement, build_config, train_model
+from scripts.training import Placement, PlacementError, build_config, train_model
 from service.redis import publish as pub
 from service.redis import versions
 
@@ -152,7 +152,8 @@ def retrain_command(
         loaded, _ = train_model(article_files, staging, config, on_error, placement=placement)
     except CliError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        if exc.exit_code == EXIT_UNAVAILABLE:  # the Dask cluster, not the export
+        # The Dask cluster or the options naming it, not the export: not a refusal.
+        if exc.exit_code == EXIT_UNAVAILABLE or isinstance(exc, PlacementError):
             raise Summary(
                 f"retrain FAILED: {_first_line(exc)}; {untouched}", exc.exit_code
             ) from None

@@ -20,11 +20,17 @@ from models.config import ModelConfig
 from models.model import RelatedModel
 from models.records import CorpusError, read_articles
 from models.tags import load_aliases
+from models.topk import default_threads
 from scripts.common import EXIT_UNAVAILABLE, CliError, progress_bar
 
 DASK_MISSING = (
     "--cluster/--workers need Dask, which is not installed: pip install 'related-stories[dask]'"
 )
+
+
+class PlacementError(CliError):
+    """A ``--cluster``/``--workers`` choice that cannot be used as given (exit 2, the option
+    named): ``recs retrain`` reports it as a failed option, not as a refused export."""
 
 
 @dataclass(frozen=True)
@@ -37,9 +43,17 @@ class Placement:
 
     def __post_init__(self) -> None:
         if self.address is not None and self.workers is not None:
-            raise CliError("give --cluster or --workers, not both")
+            raise PlacementError("give --cluster (or RECS_DASK_SCHEDULER) or --workers, not both")
         if self.address is not None and not self.address.strip():
-            raise CliError("--cluster: the scheduler address is empty")
+            raise PlacementError("--cluster: the scheduler address is empty")
+        cores = default_threads()
+        if self.workers is not None and self.workers > cores:
+            # Each worker holds the whole matrix and its postings: more worker processes than
+            # cores multiply the memory and oversubscribe the cores for no speed.
+            raise PlacementError(
+                f"--workers: {self.workers} worker processes on {cores} usable core(s);"
+                f" give at most {cores} (more machines: --cluster)"
+            )
 
     @property
     def distributed(self) -> bool:
@@ -60,7 +74,7 @@ def neighbour_runner(placement: Placement) -> Iterator[NeighbourRunner]:
         from models import cluster
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in {"dask", "distributed"}:
-            raise CliError(DASK_MISSING) from None
+            raise PlacementError(DASK_MISSING) from None
         raise
     try:
         with cluster.connect(placement.address, placement.workers) as client:
@@ -68,7 +82,7 @@ def neighbour_runner(placement: Placement) -> Iterator[NeighbourRunner]:
     except cluster.ClusterUnavailable as exc:
         raise CliError(str(exc), EXIT_UNAVAILABLE) from None
     except cluster.BadSchedulerAddress as exc:
-        raise CliError(f"--cluster: {exc}") from None
+        raise PlacementError(f"--cluster: {exc}") from None
 
 
 def open_model(path: Path) -> LoadedModel:

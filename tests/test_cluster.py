@@ -26,6 +26,7 @@ from models.blocks import BlendedRows, InProcess, NeighbourPlan, block_neighbour
 from models.config import ModelConfig
 from models.model import RelatedModel
 from models.records import Article, read_articles
+from models.topk import default_threads
 from scripts.cli import cli
 from tests.paths import REPO, SAMPLE_ARTICLES
 
@@ -279,7 +280,10 @@ def test_retrain_with_an_unreachable_scheduler_leaves_the_live_version(
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--cluster", "tcp://127.0.0.1:8786", "--workers", "2"], "give --cluster or --workers"),
+        (
+            ["--cluster", "tcp://127.0.0.1:8786", "--workers", "2"],
+            "give --cluster (or RECS_DASK_SCHEDULER) or --workers, not both",
+        ),
         (["--cluster", "no-port-here"], "--cluster: 'no-port-here': missing port number"),
         (["--workers", "0"], "Invalid value for '--workers'"),
     ],
@@ -291,6 +295,7 @@ def test_bad_cluster_options_exit_2(extra: list[str], message: str, tmp_path: Pa
     assert not (tmp_path / "model").exists()
 
 
+@pytest.mark.skipif(default_threads() < 2, reason="--workers 2 needs 2 cores")
 def test_train_with_local_workers_writes_the_in_process_model(tmp_path: Path) -> None:
     local = CliRunner().invoke(cli, train_args(tmp_path / "local", "--json"))
     workers = CliRunner().invoke(cli, train_args(tmp_path / "cluster", "--workers", "2", "--json"))
@@ -340,7 +345,7 @@ def test_the_in_process_build_never_imports_dask(tmp_path: Path) -> None:
 
 
 def test_asking_for_a_cluster_without_dask_says_how_to_install_it(tmp_path: Path) -> None:
-    report, stderr = run_child(train_args(tmp_path / "model", "--workers", "2"), "hide-dask")
+    report, stderr = run_child(train_args(tmp_path / "model", "--workers", "1"), "hide-dask")
     assert report["code"] == 2
     assert "pip install 'related-stories[dask]'" in stderr
     assert not (tmp_path / "model").exists()
