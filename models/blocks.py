@@ -91,11 +91,13 @@ def block_neighbours(
     stop: int,
     *,
     n_threads: int | None = None,
+    rerank_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Neighbours of rows ``[start, stop)``: int32 ids (-1 padded), float32 scores (NaN padded).
 
     ``latent``: unit latent vectors of every row when ``plan.rerank``, else ignored.
-    ``n_threads``: the kernel's threads (default: every core this process may use).
+    ``n_threads``: the kernel's threads (default: every core this process may use);
+    ``rerank_threads``: the re-ranking's (default: the kernel's).
     """
     pool_ids, pool_scores = top_k_rows(
         rows.prepared(),
@@ -119,7 +121,7 @@ def block_neighbours(
         feedback_weight=plan.feedback_weight,
         min_score=plan.min_score,
         rows=np.arange(start, stop),
-        threads=default_threads() if n_threads is None else n_threads,
+        threads=rerank_threads or n_threads or default_threads(),
     )
 
 

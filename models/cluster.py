@@ -57,9 +57,11 @@ def _block_task(
 
     The worker runs up to ``nthreads`` tasks at once, but the kernel runs one at a time per
     process (models/topk.py's lock), so ``nthreads`` numba threads keep the worker's cores busy
-    without oversubscribing them.
+    without oversubscribing them. The re-ranking runs outside that lock, in every task thread
+    at once, so each task re-ranks in one thread.
     """
-    return block_neighbours(rows, latent, plan, start, stop, n_threads=get_worker().state.nthreads)
+    threads = get_worker().state.nthreads
+    return block_neighbours(rows, latent, plan, start, stop, n_threads=threads, rerank_threads=1)
 
 
 def default_block_rows(n_rows: int, total_threads: int) -> int:
