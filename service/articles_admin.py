@@ -13,19 +13,18 @@ This module also reads the live version's drift for ``/readyz`` (:func:`live_dri
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 
-from models.records import ID_PATTERN, RecordError, article_from_mapping
+from models.records import RecordError, article_from_mapping
 from service import bodies
+from service.admin_http import no_store, path_id
 from service.auth import admin_required
-from service.errors import BadRequest, NotFound, NotImplementedHere
-from service.store.base import Store, UpdatesUnsupported
+from service.errors import BadRequest, NotFound
+from service.store.base import Store
 from service.store_ext import get_store
 
 log = logging.getLogger(__name__)
@@ -45,16 +44,6 @@ def live_drift(store: Store, version: str) -> dict[str, Any] | None:
 
 
 # ------------------------------------------------------------------------------- requests
-def _path_id(article_id: str) -> str:
-    if not ID_PATTERN.fullmatch(article_id):
-        raise BadRequest(
-            f"article_id: {article_id[:40]!r} is not a valid article id"
-            " (1-128 of A-Z a-z 0-9 . _ : -)",
-            parameter="article_id",
-        )
-    return article_id
-
-
 def _wait() -> float:
     raw = request.args.get("wait")
     if raw is None:
@@ -83,16 +72,6 @@ def _article(article_id: str) -> Any:
         raise BadRequest(f"{field}: {exc.reason}", parameter=field) from None
 
 
-def _json(body: Mapping[str, Any], status: int) -> Response:
-    response = Response(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-        status=status,
-        mimetype="application/json",
-    )
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 def _apply(store: Store, op: str, article_id: str, entry: str, wait: float) -> Response:
     """Wait for the writer's result of ``entry`` and answer with it (202 while queued)."""
     # The entry is queued (the append answered): if Redis fails now, a retry of the request
@@ -110,7 +89,7 @@ def _apply(store: Store, op: str, article_id: str, entry: str, wait: float) -> R
                 entry,
             )
             message = "queued; no writer is running now, it is applied when `recs worker` starts"
-        return _json(
+        return no_store(
             {"status": "queued", "id": article_id, "entry": entry, "message": message}, 202
         )
     if result.get("status") != "applied":
@@ -118,7 +97,7 @@ def _apply(store: Store, op: str, article_id: str, entry: str, wait: float) -> R
         if op == "delete":
             raise NotFound(reason, parameter="article_id")
         raise BadRequest(reason, parameter="body")
-    return _json(
+    return no_store(
         {
             "status": "applied",
             "id": article_id,
@@ -130,23 +109,16 @@ def _apply(store: Store, op: str, article_id: str, entry: str, wait: float) -> R
     )
 
 
-def _enqueue(store: Store, op: str, article_id: str, article: Any) -> str:
-    try:
-        return store.enqueue_update(op, article_id, article, by="api")
-    except UpdatesUnsupported as exc:
-        raise NotImplementedHere(str(exc)) from None
-
-
 # ------------------------------------------------------------------------------- routes
 @bp.put("/v1/articles/<article_id>")
 @admin_required
 def put_article(article_id: str) -> Response:
     """Add or replace an article (Bearer RECS_ADMIN_TOKEN; 404 when none is set)."""
-    _path_id(article_id)
+    path_id(article_id, "article_id")
     store = get_store()
     wait = _wait()
     article = _article(article_id)
-    entry = _enqueue(store, "upsert", article_id, article)
+    entry = store.enqueue_update("upsert", article_id, article, by="api")
     return _apply(store, "upsert", article_id, entry, wait)
 
 
@@ -154,10 +126,10 @@ def put_article(article_id: str) -> Response:
 @admin_required
 def delete_article(article_id: str) -> Response:
     """Remove an article from every list (Bearer RECS_ADMIN_TOKEN; 404 when none is set)."""
-    _path_id(article_id)
+    path_id(article_id, "article_id")
     store = get_store()
     wait = _wait()
-    entry = _enqueue(store, "delete", article_id, None)
+    entry = store.enqueue_update("delete", article_id, None, by="api")
     return _apply(store, "delete", article_id, entry, wait)
 
 

@@ -9,6 +9,8 @@ from typing import Any
 from flask import Flask, Response, current_app
 from werkzeug.exceptions import HTTPException
 
+from service.store.base import UpdatesUnsupported
+
 log = logging.getLogger(__name__)
 
 # Short, stable messages for routing errors: werkzeug's descriptions are long HTML-ish prose.
@@ -102,8 +104,14 @@ def _handle_unexpected(exc: Exception) -> Response:
     return error_response(500, "internal", "internal error")
 
 
+def _handle_updates_unsupported(exc: UpdatesUnsupported) -> Response:
+    # One place for every write a store cannot take (updates or rules on a model directory).
+    return _handle_api_error(NotImplementedHere(str(exc)))
+
+
 def init_app(app: Flask) -> None:
     """Register the JSON error handlers on ``app`` (StoreUnavailable: service.resilience)."""
     app.register_error_handler(ApiError, _handle_api_error)
+    app.register_error_handler(UpdatesUnsupported, _handle_updates_unsupported)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)

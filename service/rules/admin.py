@@ -9,17 +9,16 @@ docs/editorial.md.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 
-from models.records import ID_PATTERN
 from service import bodies
+from service.admin_http import no_store, path_id
 from service.auth import admin_required
-from service.errors import BadRequest, NotFound, NotImplementedHere
+from service.errors import BadRequest, NotFound
 from service.rules.schema import (
     RuleError,
     check_editor,
@@ -28,7 +27,7 @@ from service.rules.schema import (
     utc_stamp,
     validate_rule,
 )
-from service.store.base import Store, UpdatesUnsupported
+from service.store.base import Store
 from service.store_ext import get_store
 
 bp = Blueprint("rules_admin", __name__)
@@ -39,15 +38,6 @@ HISTORY_DEFAULT = 20
 HISTORY_MAX = 500
 # Pin ids looked up per store call when listing rules.
 LOOKUP_CHUNK = 1000
-
-
-def _rule_id(rule_id: str) -> str:
-    if not ID_PATTERN.fullmatch(rule_id):
-        raise BadRequest(
-            f"rule_id: {rule_id[:40]!r} is not a valid rule id (1-128 of A-Z a-z 0-9 . _ : -)",
-            parameter="rule_id",
-        )
-    return rule_id
 
 
 def _editor() -> str:
@@ -63,16 +53,6 @@ def _editor() -> str:
 def _now() -> datetime:
     now: datetime = current_app.config["CLOCK"]()
     return now
-
-
-def _json(body: Any, status: int = 200) -> Response:
-    response = Response(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-        status=status,
-        mimetype="application/json",
-    )
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def _unknown_pins(store: Store, rules: Iterable[Mapping[str, Any]]) -> tuple[set[str], str]:
@@ -106,13 +86,6 @@ def _described(store: Store, rules: list[Mapping[str, Any]]) -> list[dict[str, A
     return out
 
 
-def _writes(action: Any) -> Any:
-    try:
-        return action()
-    except UpdatesUnsupported as exc:
-        raise NotImplementedHere(str(exc)) from None
-
-
 # ------------------------------------------------------------------------------- routes
 @bp.get("/v1/rules")
 @admin_required
@@ -121,26 +94,26 @@ def list_rules() -> Response:
     store = get_store()
     found = store.stored_rules()
     rules = [found.rules[rule_id] for rule_id in sorted(found.rules)]
-    return _json({"seq": found.seq, "rules": _described(store, rules)})
+    return no_store({"seq": found.seq, "rules": _described(store, rules)})
 
 
 @bp.get("/v1/rules/<rule_id>")
 @admin_required
 def get_rule(rule_id: str) -> Response:
     """One rule with its state."""
-    _rule_id(rule_id)
+    path_id(rule_id, "rule_id")
     store = get_store()
     rule = store.stored_rules().rules.get(rule_id)
     if rule is None:
         raise NotFound(f"no rule {rule_id!r}", parameter="rule_id")
-    return _json(_described(store, [rule])[0])
+    return no_store(_described(store, [rule])[0])
 
 
 @bp.put("/v1/rules/<rule_id>")
 @admin_required
 def put_rule(rule_id: str) -> Response:
     """Create (201) or replace (200) a rule; the answer is the stored rule."""
-    _rule_id(rule_id)
+    path_id(rule_id, "rule_id")
     editor = _editor()
     body = bodies.json_object(None)
     try:
@@ -149,25 +122,23 @@ def put_rule(rule_id: str) -> Response:
         raise BadRequest(str(exc), parameter=exc.pointer or "body") from None
     rule = stored_rule(rule_id, valid, by=editor, at=utc_stamp(_now()))
     try:
-        change = _writes(lambda: get_store().put_rule(rule))
+        change = get_store().put_rule(rule)
     except RuleError as exc:  # the rule set is full
         raise BadRequest(str(exc.reason), parameter="rule_id") from None
-    return _json(rule, 201 if change.before is None else 200)
+    return no_store(rule, 201 if change.before is None else 200)
 
 
 @bp.delete("/v1/rules/<rule_id>")
 @admin_required
 def delete_rule(rule_id: str) -> Response:
     """Delete a rule (204; 404 when there is none)."""
-    _rule_id(rule_id)
+    path_id(rule_id, "rule_id")
     editor = _editor()
     store = get_store()
-    change = _writes(lambda: store.delete_rule(rule_id, by=editor, at=utc_stamp(_now())))
+    change = store.delete_rule(rule_id, by=editor, at=utc_stamp(_now()))
     if change is None:
         raise NotFound(f"no rule {rule_id!r}", parameter="rule_id")
-    response = Response(status=204)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return no_store(status=204)
 
 
 def _limit() -> int:
@@ -183,13 +154,13 @@ def _limit() -> int:
 @admin_required
 def rule_history(rule_id: str) -> Response:
     """A rule's logged changes, newest first (a deleted rule's too)."""
-    _rule_id(rule_id)
+    path_id(rule_id, "rule_id")
     limit = _limit()
     store = get_store()
     entries = store.rule_history(rule_id, limit)
     if not entries and rule_id not in store.stored_rules().rules:
         raise NotFound(f"no rule {rule_id!r} and no history of one", parameter="rule_id")
-    return _json({"id": rule_id, "entries": entries})
+    return no_store({"id": rule_id, "entries": entries})
 
 
 def init_app(app: Flask) -> None:
