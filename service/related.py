@@ -250,12 +250,12 @@ def _etag(info: VersionInfo, rules_seq: int, query: RelatedQuery, shown: str) ->
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=12).hexdigest()
 
 
-def _cache_headers(response: Response, etag: str, info: VersionInfo) -> Response:
+def _cache_headers(response: Response, etag: str, info: VersionInfo, rules_seq: int) -> Response:
     headers = response.headers
     headers["ETag"] = f'"{etag}"'  # hex digits: nothing to quote
     headers["Cache-Control"] = current_app.extensions[CACHE_CONTROL_EXTENSION]
     # The rules counter this worker's cache holds: shows when a rule change reached it.
-    headers["X-Recs-Rules"] = str(get_store().rules().seq)
+    headers["X-Recs-Rules"] = str(rules_seq)
     built = _http_date(info.built_at)
     if built is not None:
         headers["Last-Modified"] = built
@@ -345,8 +345,8 @@ def related(article_id: str) -> Response:
             data, etag, _, check = cached
             stale_check(check)
             if request.if_none_match.contains_weak(etag):
-                return _cache_headers(Response(status=304), etag, info)
-            return _cache_headers(_json_response(data), etag, info)
+                return _cache_headers(Response(status=304), etag, info, compiled.seq)
+            return _cache_headers(_json_response(data), etag, info, compiled.seq)
 
     found = answer(store, info, query, compiled, now)
     if found is None:
@@ -359,8 +359,8 @@ def related(article_id: str) -> Response:
         entry: Cached = (data, etag, fresh_until, check)
         cache.put(cache_key, entry)
     if request.if_none_match.contains_weak(etag):
-        return _cache_headers(Response(status=304), etag, info)
-    return _cache_headers(_json_response(data), etag, info)
+        return _cache_headers(Response(status=304), etag, info, compiled.seq)
+    return _cache_headers(_json_response(data), etag, info, compiled.seq)
 
 
 def _json_response(data: bytes) -> Response:
