@@ -7,7 +7,6 @@ where they need one.
 from __future__ import annotations
 
 import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -22,28 +21,10 @@ from models.records import read_articles
 from models.topk import default_threads
 from scripts.cli import cli
 from tests.paths import SAMPLE_ARTICLES
+from tests.test_cluster import KillAfter, train_args
 
 pytest.importorskip("dask")
 cluster = pytest.importorskip("models.cluster")
-
-
-def train_args(out: Path, *extra: str) -> list[str]:
-    return ["train", "--articles", str(SAMPLE_ARTICLES), "--out", str(out), "--k", "10", *extra]
-
-
-class KillAfter:
-    """A progress bar that kills one worker process once ``after`` blocks are in."""
-
-    def __init__(self, pid: int, after: int) -> None:
-        self.pid, self.after, self.done = pid, after, 0
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if self.done == self.after:
-            os.kill(self.pid, signal.SIGKILL)
-
-    def close(self) -> None:
-        pass
 
 
 def test_the_only_worker_killed_mid_build_fails_naming_the_lost_matrix() -> None:

@@ -18,15 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 
-from models.artifact import load_model, save_model
+from models.artifact import save_model
 from models.config import ModelConfig
 from models.model import RelatedModel
 from models.records import read_articles
 from service import create_app
-from service.store.local import LocalStore
 from tests.paths import REPO, SAMPLE_ARTICLES
-from tests.rules_fixtures import RulesStore
 
 CHROMIUM = Path("/usr/bin/chromium")
 sync_api = pytest.importorskip(
@@ -177,6 +176,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     save_model(model, articles, model_dir)
     # Any origin may call: the cross-origin test serves its host page from another origin.
     app = create_app({"MODEL_DIR": str(model_dir), "REDIS_URL": None, "CORS_ORIGINS": "*"})
+    yield from serve(app)
+
+
+def serve(app: Flask) -> Iterator[Server]:
+    """``app`` on a loopback port in a thread, its events recorded, until the generator ends."""
     recorder = EventRecorder(app.wsgi_app)
     app.wsgi_app = recorder  # type: ignore[method-assign]
     httpd: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
@@ -197,26 +201,15 @@ DEMO_RULES = REPO / "data" / "sample" / "demo-rules.json"
 @pytest.fixture(scope="module")
 def demo_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The demo as `make demo-serve` runs it: the sample plus one sponsored story, pinned by
-    the demo rules file (read here into the store's rule set)."""
+    the demo rules file (``RECS_RULES_FILE``)."""
     articles = read_articles([SAMPLE_ARTICLES, DEMO_SPONSORED]).articles
     model = RelatedModel(config=ModelConfig(k=20, rerank=False)).fit(articles)
     model_dir = tmp_path_factory.mktemp("widget-demo") / "model"
     save_model(model, articles, model_dir)
-    store = RulesStore(LocalStore(load_model(model_dir)))
-    store.set_rules(json.loads(DEMO_RULES.read_text())["rules"])
     app = create_app(
-        {"STORE": store, "MODEL_DIR": str(model_dir), "REDIS_URL": None, "VERSION_TTL": 0}
+        {"MODEL_DIR": str(model_dir), "REDIS_URL": None, "RULES_FILE": str(DEMO_RULES)}
     )
-    recorder = EventRecorder(app.wsgi_app)
-    app.wsgi_app = recorder  # type: ignore[method-assign]
-    httpd: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Server(f"http://127.0.0.1:{httpd.server_port}", recorder)
-    finally:
-        httpd.shutdown()
-        thread.join(5)
+    yield from serve(app)
 
 
 @pytest.fixture
