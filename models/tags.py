@@ -5,22 +5,17 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-from models.tagnorm import normalize_tag
+from models.tagnorm import fold_tag, normalize_tag
 
 # A lower-case letter (or digit) followed by an upper-case one: where scraped tag lists that lost
 # their separators ("Joe BidenKamala Harris") glued two tags together.
 _CASE_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-# Folding a tag is a Unicode decomposition, and a corpus repeats few spellings
-# (61k tags, 318 distinct, in the 50k benchmark corpus; fit and transform fold each three times):
-# fold each spelling once.
-_fold = lru_cache(maxsize=1 << 16)(normalize_tag)
 
 
 def load_aliases(path: str | Path) -> dict[str, str]:
@@ -104,7 +99,7 @@ def split_glued(tag: str, vocabulary: Mapping[str, object] | set[str] | GluedInd
     index = vocabulary if isinstance(vocabulary, GluedIndex) else GluedIndex(vocabulary)
     out: list[str] = []
     for piece in _CASE_BOUNDARY.split(tag):
-        norm = _fold(piece)
+        norm = fold_tag(piece)
         if not norm:
             continue
         if norm in index:
@@ -192,7 +187,7 @@ class TagVectorizer:
         aliases = self.aliases or {}
         seen: dict[str, None] = {}
         for raw in tags:
-            norm = _fold(raw)
+            norm = fold_tag(raw)
             if not norm:
                 continue
             pieces = [norm]

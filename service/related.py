@@ -15,7 +15,8 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.http import http_date
 
 from models.records import ID_PATTERN
-from models.tagnorm import normalize_tag
+from models.tagnorm import fold_tag
+from models.times import parse_time
 from service.errors import BadRequest, NotFound
 from service.related_cache import Cached, ResponseCache
 from service.resilience import serve_stale_on_failure, stale_check
@@ -126,21 +127,6 @@ def _http_date(iso: str) -> str | None:
     return http_date(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
 
 
-def _published(meta: ArticleMeta) -> datetime | None:
-    if not meta.published_at:
-        return None
-    try:
-        parsed = datetime.fromisoformat(meta.published_at)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-@lru_cache(maxsize=4096)
-def _tag_key(tag: str) -> str:
-    return normalize_tag(tag)
-
-
 def shared_tags(source: ArticleMeta | None, other: ArticleMeta) -> list[str]:
     """Display tags of ``other`` whose key both articles have, most specific first."""
     if source is None:
@@ -154,7 +140,7 @@ def tags_with_keys(other: ArticleMeta, common: set[str]) -> list[str]:
     # (an alias or a split glued tag), the key itself is shown rather than dropping the match.
     if not common or not other.tag_keys:
         return []
-    display = {_tag_key(tag): tag for tag in reversed(other.tags)}  # first spelling wins
+    display = {fold_tag(tag): tag for tag in reversed(other.tags)}  # first spelling wins
     out: list[str] = []
     for key in other.tag_keys:
         if key in common:
@@ -218,7 +204,7 @@ def candidates(
         if query.section is not None and meta.section.casefold() != query.section:
             continue
         if cutoff is not None:
-            published = _published(meta)
+            published = parse_time(meta.published_at)
             # Undated articles cannot be shown to be recent enough.
             if published is None or published < cutoff:
                 continue

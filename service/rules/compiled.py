@@ -14,10 +14,9 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
-from models.tagnorm import normalize_tag
+from models.tagnorm import fold_tag
 from service.rules.schema import parse_time
 from service.store.base import RuleSet
 
@@ -28,12 +27,6 @@ ARTICLE, SECTION, SITE = 0, 1, 2
 _DAY = 86_400.0
 # Merged (section, window) boxes kept per compiled set: sections are editor-chosen, few.
 _MERGED_LIMIT = 4096
-
-
-@lru_cache(maxsize=8192)
-def fold_tag(tag: str) -> str:
-    """A tag as rules and articles are compared (models/tagnorm.py)."""
-    return normalize_tag(tag)
 
 
 def fold_section(section: str) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from models.tagnorm import fold_tag
 from models.times import published_timestamp
 from service.rules.compiled import (
     NOTHING,
@@ -27,7 +28,6 @@ from service.rules.compiled import (
     RulesCompiler,
     day_seconds,
     fold_section,
-    fold_tag,
     merge,
 )
 from service.store.base import ArticleMeta
