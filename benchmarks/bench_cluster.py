@@ -4,6 +4,7 @@ Usage::
 
     python -m benchmarks.bench_cluster --reuters path/to/reuters21578 [--size 200000]
         [--workers 2] [--k 50] [--work DIR] [--only-cluster] [--out fragment.md]
+        [--keep-model] [--keep-pools]
 
 On a synthetic corpus of ``--size`` articles generated from Reuters-21578 (or from the bundled
 sample without ``--reuters``) by :func:`benchmarks.corpora.synthesise`, the corpus of
@@ -87,8 +88,11 @@ def _child(argv: list[str]) -> None:
 
 
 # ------------------------------------------------------------------------------ measuring
-def run_train(corpus: Path, work: Path, k: int, extra_args: list[str], name: str) -> dict[str, Any]:
-    """``recs train`` on ``corpus`` in a child process; its figures as a dict."""
+def run_train(
+    corpus: Path, work: Path, k: int, extra_args: list[str], name: str, *, keep: bool = False
+) -> dict[str, Any]:
+    """``recs train`` on ``corpus`` in a child process; its figures as a dict. ``keep``: leave
+    the model directory in ``work`` (for bench_publish and bench_updates)."""
     out = work / f"model-{name}"
     shutil.rmtree(out, ignore_errors=True)
     stages_path, extra_path = work / f"stages-{name}.json", work / f"extra-{name}.json"
@@ -103,8 +107,11 @@ def run_train(corpus: Path, work: Path, k: int, extra_args: list[str], name: str
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         print((work / f"train-{name}.log").read_text()[-3000:], file=sys.stderr)
-    arrays = (out / "arrays.npz").read_bytes() if code == 0 else b""
-    shutil.rmtree(out, ignore_errors=True)
+    arrays = (out / "arrays.npz").read_bytes() if code == 0 and not keep else b""
+    if keep:
+        print(f"model kept: {out}", flush=True)
+    else:
+        shutil.rmtree(out, ignore_errors=True)
     stages = json.loads(stages_path.read_text()) if stages_path.exists() else {}
     extra = json.loads(extra_path.read_text()) if extra_path.exists() else {}
     return {
@@ -195,6 +202,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, help="work directory (default: a temp dir)")
     parser.add_argument("--only-cluster", action="store_true", help="skip the in-process build")
     parser.add_argument("--out", type=Path, help="write the markdown tables here")
+    parser.add_argument(
+        "--keep-model", action="store_true", help="keep the cluster build's model in --work"
+    )
+    parser.add_argument(
+        "--keep-pools", action="store_true", help="train with --keep-pools (for recs worker)"
+    )
     args = parser.parse_args(argv)
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-cluster-"))
@@ -202,15 +215,14 @@ def main(argv: list[str] | None = None) -> None:
     corpus = corpus_file(args, work)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     runs = []
+    options = ["--keep-pools"] if args.keep_pools else []
     if not args.only_cluster:
         print("== recs train (in process)", flush=True)
-        runs.append(run_train(corpus, work, args.k, [], "in process"))
-    print(f"== recs train --workers {args.workers}", flush=True)
-    runs.append(
-        run_train(
-            corpus, work, args.k, ["--workers", str(args.workers)], f"--workers {args.workers}"
-        )
-    )
+        runs.append(run_train(corpus, work, args.k, options, "in process"))
+    print(f"== recs train --workers {args.workers} {' '.join(options)}", flush=True)
+    cluster_args = [*options, "--workers", str(args.workers)]
+    name = f"--workers {args.workers}"
+    runs.append(run_train(corpus, work, args.k, cluster_args, name, keep=args.keep_model))
     text = report(args.size, args.k, args.workers, runs, load)
     print(text)
     print(json.dumps([{k: v for k, v in r.items() if k != "arrays"} for r in runs]))

@@ -119,9 +119,9 @@ def synthetic_corpus(sources: list[Article], n: int, seed: int = 0) -> list[Arti
 
 def _no_neighbours(
     rows: BlendedRows, latent: np.ndarray | None, plan: NeighbourPlan, progress: Any
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, ...]:
     """A neighbour runner that computes nothing: every list empty."""
-    return empty_result(rows.matrix.shape[0], plan.k)
+    return empty_result(rows.matrix.shape[0], plan)
 
 
 def fit_without_top_k(config: ModelConfig, articles: Sequence[Article]) -> RelatedModel:

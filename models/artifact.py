@@ -7,6 +7,8 @@ Layout::
     vocabulary.json  text terms in column order
     tags.json        tag vocabulary in column order with document frequencies
     articles.jsonl   the articles, in row order (metadata for publishing and serving)
+    pools.npz        optional (``recs train --keep-pools``): every article's exact candidates,
+                     which ``recs worker``'s incremental index loads instead of recomputing
 
 A directory is written beside its destination and renamed into place, so a crash never leaves
 a half-written model where a reader (or ``recs publish``) would find it.
@@ -44,6 +46,7 @@ from models.records import (
 FORMAT = "related-stories-model"
 FORMAT_VERSION = 1
 FILES = ("arrays.npz", "vocabulary.json", "tags.json", "articles.jsonl")
+POOLS = "pools.npz"  # written only for a model fitted with keep_pools
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -135,10 +138,10 @@ def save_model(
     created = (created_at or datetime.now(UTC)).astimezone(UTC)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        _write_files(model, articles, staging)
-        checksums = {name: _sha256(staging / name) for name in FILES}
+        written = _write_files(model, articles, staging)
+        checksums = {name: _sha256(staging / name) for name in written}
         digest = hashlib.sha256(
-            (model.cfg.config_hash() + "".join(checksums[n] for n in FILES)).encode()
+            (model.cfg.config_hash() + "".join(checksums[n] for n in written)).encode()
         ).hexdigest()[:10]
         manifest: dict[str, Any] = {
             "format": FORMAT,
@@ -193,6 +196,8 @@ def load_model(path: str | Path, *, verify: bool = True) -> LoadedModel:
         raise ArtifactError(f"{path}: corrupt model directory ({reason})") from None
     if model.neighbours_.shape[0] != len(articles):
         raise ArtifactError(f"{path}: arrays and articles.jsonl disagree on the article count")
+    # Read only by the incremental index (read_pools): the API never pays for them.
+    model.pools_file_ = path / POOLS if POOLS in manifest["files"] else None
     return LoadedModel(model=model, manifest=manifest, articles=articles, path=path)
 
 
@@ -224,7 +229,27 @@ def _assemble(
     model.rerank_active_ = bool(manifest["counts"]["rerank_active"])
     model.latent_ = data.get("latent")
     model.svd_components_ = data.get("svd_components")
+    model.pools_ = None
     return model
+
+
+def read_pools(model: RelatedModel) -> tuple[np.ndarray, np.ndarray] | None:
+    """The model's kept candidate pools (int32 ids, float64 scores), from memory or from its
+    directory's ``pools.npz``; ``None`` when it was fitted without ``keep_pools``."""
+    pools = getattr(model, "pools_", None)
+    if pools is not None:
+        return pools
+    path = getattr(model, "pools_file_", None)
+    if path is None:
+        return None
+    data = _read_arrays(path)
+    try:
+        ids, scores = data["ids"], data["scores"]
+    except KeyError as exc:
+        raise ArtifactError(f"{path}: no {exc} array") from None
+    if ids.shape != scores.shape or ids.ndim != 2 or ids.shape[0] != len(model.ids_):
+        raise ArtifactError(f"{path}: pools of shape {ids.shape} do not fit the model")
+    return ids, scores
 
 
 def _strings(value: Any, name: str) -> list[str]:
@@ -271,7 +296,7 @@ def _check_manifest(manifest: dict[str, Any], source: Path) -> None:
             raise ArtifactError(f"{source}: '{key}' is missing or not {noun}")
     files = manifest["files"]
     for name, checksum in files.items():
-        if name not in FILES:
+        if name not in FILES and name != POOLS:
             raise ArtifactError(
                 f"{source}: 'files' entry {name[:80]!r} is not a model file"
                 f" (expected {', '.join(FILES)})"
@@ -301,7 +326,8 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         raise ArtifactError(f"{path}: not a readable array file ({exc})") from None
 
 
-def _write_files(model: RelatedModel, articles: list[Article], directory: Path) -> None:
+def _write_files(model: RelatedModel, articles: list[Article], directory: Path) -> list[str]:
+    """Write the model's files into ``directory``; return their names."""
     arrays: dict[str, np.ndarray] = {
         "neighbours": np.asarray(model.neighbours_, dtype=np.int32),
         "scores": np.asarray(model.scores_, dtype=np.float32),
@@ -332,6 +358,14 @@ def _write_files(model: RelatedModel, articles: list[Article], directory: Path) 
         )
     )
     write_articles_jsonl(articles, directory / "articles.jsonl")
+    pools = getattr(model, "pools_", None)
+    if pools is None:
+        return list(FILES)
+    with open(directory / POOLS, "wb") as handle:
+        np.savez(
+            handle, ids=np.asarray(pools[0], np.int32), scores=np.asarray(pools[1], np.float64)
+        )
+    return [*FILES, POOLS]
 
 
 def _csr(data: dict[str, np.ndarray], prefix: str) -> sp.csr_matrix:

@@ -48,6 +48,15 @@ class NeighbourPlan:
     feedback: int = 0
     feedback_weight: float = 0.0
     min_score: float = 0.0
+    # Exact candidates kept past the pool, returned with the lists (``keep_pools``): the
+    # incremental index's pools, so a ``recs worker`` starts without recomputing them.
+    spare: int = 0
+    keep_pools: bool = False
+
+    @property
+    def width(self) -> int:
+        """Candidates ranked per row: the pool, plus the spare when the pools are kept."""
+        return self.pool + self.spare if self.keep_pools else self.pool
 
 
 class BlendedRows:
@@ -92,26 +101,34 @@ def block_neighbours(
     *,
     n_threads: int | None = None,
     rerank_threads: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Neighbours of rows ``[start, stop)``: int32 ids (-1 padded), float32 scores (NaN padded).
+) -> tuple[np.ndarray, ...]:
+    """Neighbours of rows ``[start, stop)``: int32 ids (-1 padded), float32 scores (NaN padded),
+    then, when ``plan.keep_pools``, the exact candidates: int32 ids, float64 scores
+    (``plan.width`` wide).
 
     ``latent``: unit latent vectors of every row when ``plan.rerank``, else ignored.
     ``n_threads``: the kernel's threads (default: every core this process may use);
     ``rerank_threads``: the re-ranking's (default: the kernel's).
     """
-    pool_ids, pool_scores = top_k_rows(
+    # Ties go to the lower row, a total order: the first ``pool`` of a wider top-n are the
+    # top-``pool`` exactly, so keeping the spare never changes a list.
+    cand_ids, cand_scores = top_k_rows(
         rows.prepared(),
-        plan.pool,
+        plan.width,
         start,
         stop,
         min_score=plan.pool_min_score,
         n_threads=n_threads,
     )
+    kept = (cand_ids, cand_scores) if plan.keep_pools else ()
     if not plan.rerank:
-        return pool_ids[:, : plan.k].copy(), pool_scores[:, : plan.k].astype(np.float32)
+        k = plan.k
+        return cand_ids[:, :k].copy(), cand_scores[:, :k].astype(np.float32), *kept
     if latent is None:
         raise ValueError("a re-ranking plan needs the latent vectors")
-    return rerank(
+    pool_ids = np.ascontiguousarray(cand_ids[:, : plan.pool])
+    pool_scores = np.ascontiguousarray(cand_scores[:, : plan.pool])
+    lists = rerank(
         pool_ids,
         pool_scores,
         latent,
@@ -123,6 +140,7 @@ def block_neighbours(
         rows=np.arange(start, stop),
         threads=rerank_threads or n_threads or default_threads(),
     )
+    return (*lists, *kept)
 
 
 def block_ranges(n_rows: int, block_rows: int) -> list[tuple[int, int]]:
@@ -132,9 +150,21 @@ def block_ranges(n_rows: int, block_rows: int) -> list[tuple[int, int]]:
     return [(start, min(start + block_rows, n_rows)) for start in range(0, n_rows, block_rows)]
 
 
-def empty_result(n_rows: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Result arrays that blocks are written into: -1 ids, NaN scores."""
-    return np.full((n_rows, k), -1, dtype=np.int32), np.full((n_rows, k), np.nan, np.float32)
+def empty_result(n_rows: int, plan: NeighbourPlan) -> tuple[np.ndarray, ...]:
+    """Result arrays that blocks are written into (-1 ids, NaN scores), as
+    :func:`block_neighbours` returns them: the lists, then the kept pools."""
+    k = plan.k
+    lists = np.full((n_rows, k), -1, dtype=np.int32), np.full((n_rows, k), np.nan, np.float32)
+    if not plan.keep_pools:
+        return lists
+    width = plan.width
+    return *lists, np.full((n_rows, width), -1, np.int32), np.full((n_rows, width), np.nan)
+
+
+def write_block(result: tuple[np.ndarray, ...], start: int, block: tuple[np.ndarray, ...]) -> None:
+    """Copy one block's arrays into the result, at row ``start``."""
+    for target, part in zip(result, block, strict=True):
+        target[start : start + part.shape[0]] = part
 
 
 class NeighbourRunner(Protocol):
@@ -146,7 +176,7 @@ class NeighbourRunner(Protocol):
         latent: np.ndarray | None,
         plan: NeighbourPlan,
         progress: ProgressFactory | None,
-    ) -> tuple[np.ndarray, np.ndarray]: ...
+    ) -> tuple[np.ndarray, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -161,17 +191,15 @@ class InProcess:
         latent: np.ndarray | None,
         plan: NeighbourPlan,
         progress: ProgressFactory | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        ids, scores = empty_result(rows.n_rows, plan.k)
+    ) -> tuple[np.ndarray, ...]:
+        result = empty_result(rows.n_rows, plan)
         bar = progress("neighbours", rows.n_rows) if progress else None
         try:
             for start, stop in block_ranges(rows.n_rows, self.block_rows):
-                ids[start:stop], scores[start:stop] = block_neighbours(
-                    rows, latent, plan, start, stop
-                )
+                write_block(result, start, block_neighbours(rows, latent, plan, start, stop))
                 if bar:
                     bar.update(stop - start)
         finally:
             if bar:
                 bar.close()
-        return ids, scores
+        return result

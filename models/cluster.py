@@ -31,6 +31,7 @@ from models.blocks import (
     block_neighbours,
     block_ranges,
     empty_result,
+    write_block,
 )
 from models.topk import default_threads
 
@@ -52,7 +53,7 @@ class BadSchedulerAddress(ValueError):
 
 def _block_task(
     rows: BlendedRows, latent: np.ndarray | None, plan: NeighbourPlan, start: int, stop: int
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, ...]:
     """One block on a worker, with as many kernel threads as the worker has task threads.
 
     The worker runs up to ``nthreads`` tasks at once, but the kernel runs one at a time per
@@ -87,7 +88,7 @@ class ClusterRunner:
         latent: np.ndarray | None,
         plan: NeighbourPlan,
         progress: ProgressFactory | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, ...]:
         try:
             return self._run(rows, latent, plan, progress)
         except ClusterUnavailable:
@@ -126,7 +127,7 @@ class ClusterRunner:
         latent: np.ndarray | None,
         plan: NeighbourPlan,
         progress: ProgressFactory | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, ...]:
         client = self.client
         try:
             client.wait_for_workers(1, timeout=WORKER_TIMEOUT_S)
@@ -157,13 +158,13 @@ class ClusterRunner:
             ): (start, stop)
             for start, stop in ranges
         }
-        ids, scores = empty_result(rows.n_rows, plan.k)
+        result = empty_result(rows.n_rows, plan)
         self._done, self._total = 0, len(ranges)
         bar = progress("blocks", len(ranges)) if progress else None
         try:
             for future in as_completed(futures, loop=client.loop):
                 start, stop = futures.pop(future)
-                ids[start:stop], scores[start:stop] = future.result()
+                write_block(result, start, future.result())
                 future.release()
                 self._done += 1
                 if bar:
@@ -176,7 +177,7 @@ class ClusterRunner:
         rows_future.release()
         if latent_future is not None:
             latent_future.release()
-        return ids, scores
+        return result
 
 
 def _first_line(exc: BaseException) -> str:

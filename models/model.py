@@ -83,6 +83,8 @@ class RelatedModel:
     neighbours_ : int32 array (n, k) of row indices, -1 padded.
     scores_ : float32 array (n, k), NaN padded.
     latent_ : float32 array (n, c) of unit latent vectors (re-ranking), or ``None``.
+    pools_ : (int32 ids, float64 scores), each (n, pool + spare): every article's exact
+        candidates (``fit(keep_pools=True)``), or ``None``.
     """
 
     def __init__(self, *, config: ModelConfig | None = None) -> None:
@@ -99,11 +101,14 @@ class RelatedModel:
         *,
         progress: ProgressFactory | None = None,
         runner: NeighbourRunner | None = None,
+        keep_pools: bool = False,
     ) -> RelatedModel:
         """Vectorise the articles and compute every article's top-k neighbours.
 
         ``runner`` computes the blocks of rows (default: in this process; ``models.cluster``
-        runs them on a Dask cluster with the same result, bit for bit).
+        runs them on a Dask cluster with the same result, bit for bit). ``keep_pools`` also
+        keeps each article's exact candidates (``pools_``, the incremental index's pools), at
+        no change to the lists.
         """
         cfg = self.cfg
         if len(articles) < 2:
@@ -120,7 +125,7 @@ class RelatedModel:
         tag_lists = [a.tags for a in articles]
         self.tags_.fit(tag_lists)
         self.tag_matrix_ = self.tags_.transform(tag_lists)
-        self._compute_neighbours(progress, runner)
+        self._compute_neighbours(progress, runner, keep_pools)
         return self
 
     def blended_matrix(self) -> sp.csr_matrix:
@@ -134,7 +139,7 @@ class RelatedModel:
         )
 
     def _compute_neighbours(
-        self, progress: ProgressFactory | None, runner: NeighbourRunner | None
+        self, progress: ProgressFactory | None, runner: NeighbourRunner | None, keep_pools: bool
     ) -> None:
         cfg = self.cfg
         blended = self.blended_matrix()
@@ -157,9 +162,14 @@ class RelatedModel:
             feedback=cfg.rerank_feedback,
             feedback_weight=cfg.rerank_feedback_weight,
             min_score=cfg.min_score,
+            spare=pool_spare(pool_size(self)),
+            keep_pools=keep_pools,
         )
         run = runner or InProcess()
-        self.neighbours_, self.scores_ = run(BlendedRows(blended), self.latent_, plan, progress)
+        self.neighbours_, self.scores_, *pools = run(
+            BlendedRows(blended), self.latent_, plan, progress
+        )
+        self.pools_: tuple[np.ndarray, np.ndarray] | None = (pools[0], pools[1]) if pools else None
 
     def latent_vectors(self, blended_rows: sp.csr_matrix) -> np.ndarray:
         """Unit latent (SVD) vectors of blended rows, float32."""
@@ -220,6 +230,12 @@ def pool_size(model: RelatedModel) -> int:
     """Candidates kept per article: the re-ranking pool when re-ranking is active, else ``k``."""
     cfg = model.cfg
     return max(cfg.k, cfg.rerank_pool) if model.rerank_active_ else cfg.k
+
+
+def pool_spare(pool: int) -> int:
+    """Candidates the incremental index keeps past each pool, so that a delete rarely needs a
+    recomputation: a quarter of the pool, at least 8."""
+    return max(8, pool // 4)
 
 
 def pool_min_score(model: RelatedModel) -> float:

@@ -22,6 +22,7 @@ from scripts.options import (
     cluster_options,
     config_file_option,
     json_option,
+    keep_pools_option,
     model_option,
     on_error_option,
     tag_aliases_option,
@@ -94,6 +95,7 @@ for _command in [
     " updates queued since then are replayed onto this model when it is published.",
 )
 @cluster_options
+@keep_pools_option
 @json_option("Print the summary as JSON.")
 def train(
     article_files: tuple[Path, ...],
@@ -109,6 +111,7 @@ def train(
     cluster_address: str | None,
     local_workers: int | None,
     block_rows: int | None,
+    keep_pools: bool,
     as_json: bool,
 ) -> None:
     """Train a model on article files and write it to a model directory."""
@@ -121,6 +124,7 @@ def train(
         on_error,
         as_of=parse_as_of(as_of) if as_of else None,
         placement=placement,
+        keep_pools=keep_pools,
     )
     if as_json:
         if publish_url:

@@ -151,6 +151,15 @@ block_rows_option = click.option(
 )
 
 
+keep_pools_option = click.option(
+    "--keep-pools",
+    is_flag=True,
+    help="Also save every article's exact candidate pool (pools.npz, ~12 bytes x 125 per"
+    " article), so that recs worker starts on this model without its own exact pass (which"
+    " takes about as long as the build). Never changes the lists.",
+)
+
+
 def cluster_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """``--cluster``, ``--workers`` and ``--block-rows`` (see :func:`scripts.training.runner`)."""
     for option in (block_rows_option, workers_option, cluster_option):

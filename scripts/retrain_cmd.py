@@ -18,6 +18,7 @@ from scripts.options import (
     cluster_options,
     config_file_option,
     keep_option,
+    keep_pools_option,
     model_root_option,
     on_error_option,
     published_redis_option,
@@ -116,6 +117,7 @@ class Summary(click.ClickException):
 @tag_aliases_option
 @on_error_option("Bad records: refuse the export, or skip and count them.")
 @cluster_options
+@keep_pools_option
 def retrain_command(
     article_files: tuple[Path, ...],
     model_root: Path,
@@ -131,6 +133,7 @@ def retrain_command(
     cluster_address: str | None,
     local_workers: int | None,
     block_rows: int | None,
+    keep_pools: bool,
 ) -> None:
     """Train on a fresh export, check it against the live version, publish it (cron job)."""
     started = time.perf_counter()
@@ -149,7 +152,9 @@ def retrain_command(
     model_root.mkdir(parents=True, exist_ok=True)
     staging = model_root / f".retrain-{os.getpid()}-{time.time_ns()}"
     try:
-        loaded, _ = train_model(article_files, staging, config, on_error, placement=placement)
+        loaded, _ = train_model(
+            article_files, staging, config, on_error, placement=placement, keep_pools=keep_pools
+        )
     except CliError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         # The Dask cluster or the options naming it, not the export: not a refusal.

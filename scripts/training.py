@@ -136,16 +136,18 @@ def train_model(
     *,
     as_of: datetime | None = None,
     placement: Placement | None = None,
+    keep_pools: bool = False,
 ) -> tuple[LoadedModel, dict[str, object]]:
     """Read, fit and save; return the saved model and a summary (shared with retrain).
 
     ``as_of`` (default: :func:`input_as_of`) is stored as the manifest's ``source_as_of``.
     ``placement``: where the neighbour blocks run (default: in this process).
+    ``keep_pools``: also save the candidate pools (``recs train --keep-pools``).
     """
     started = time.perf_counter()
     # The cluster first: no point reading a large export if its scheduler is unreachable.
     with neighbour_runner(placement or Placement()) as runner:
-        return _train(article_files, out, config, on_error, as_of, runner, started)
+        return _train(article_files, out, config, on_error, as_of, runner, started, keep_pools)
 
 
 def _train(
@@ -156,6 +158,7 @@ def _train(
     as_of: datetime | None,
     runner: NeighbourRunner,
     started: float,
+    keep_pools: bool,
 ) -> tuple[LoadedModel, dict[str, object]]:
     as_of = as_of or input_as_of(article_files)
     try:
@@ -168,7 +171,7 @@ def _train(
         click.echo(f"skipped: ... and {result.skipped - 5} more bad record(s)", err=True)
     try:
         model = RelatedModel(config=config).fit(
-            result.articles, progress=progress_bar, runner=runner
+            result.articles, progress=progress_bar, runner=runner, keep_pools=keep_pools
         )
         manifest = save_model(model, result.articles, out, source_as_of=as_of)
     except (ValueError, OSError) as exc:

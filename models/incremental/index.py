@@ -9,12 +9,12 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-from models.artifact import LoadedModel
+from models.artifact import LoadedModel, read_pools
 from models.incremental.export import live_model
 from models.incremental.fitted import vectorize_articles
 from models.incremental.matrix import MERGE_MIN_ROWS, BlendedRows, grown
 from models.incremental.pools import CandidatePools
-from models.model import RelatedModel, pool_min_score, pool_size
+from models.model import RelatedModel, pool_min_score, pool_size, pool_spare
 from models.records import Article
 from models.rerank import rerank
 
@@ -51,7 +51,7 @@ class IncrementalIndex:
         cfg = model.cfg
         self.k = cfg.k
         self.pool = pool_size(model)
-        self.spare = max(8, self.pool // 4) if spare is None else spare
+        self.spare = pool_spare(self.pool) if spare is None else spare
         if self.spare < 0:
             raise ValueError(f"spare must be >= 0, got {self.spare}")
         self.rerank_active = bool(model.rerank_active_)
@@ -94,13 +94,19 @@ class IncrementalIndex:
         self._pools = CandidatePools(
             self._rows, capacity, pool=self.pool, spare=self.spare, min_score=pool_min_score(model)
         )
-        self._pools.build(self._alive[:n])
+        saved = read_pools(model)
+        if saved is not None and saved[0].shape[1] >= self._pools.width:
+            # The build kept the pools (``recs train --keep-pools``): no exact pass here.
+            self._pools.load(*saved)
+        else:
+            self._pools.build(self._alive[:n])
         if n:
             self._neighbours[:n], self._scores[:n] = self._final_lists(np.arange(n))
 
     @classmethod
     def from_model(cls, model: RelatedModel, *, spare: int | None = None) -> IncrementalIndex:
-        """Index a fitted model (one exact top-``P + spare`` pass over its articles)."""
+        """Index a fitted model: one exact top-``P + spare`` pass over its articles, unless the
+        model kept its pools (``fit(keep_pools=True)``) at least that wide."""
         return cls(model, spare=spare)
 
     # ----------------------------------------------------------------------------- queries

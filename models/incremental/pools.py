@@ -52,6 +52,15 @@ class CandidatePools:
             self.store(block, *self.exact(block, alive), reverse=False)
         self._reverse = _reverse_index(self.ids[:n], n)
 
+    def load(self, ids: np.ndarray, scores: np.ndarray) -> None:
+        """Take the rows' exact prefixes as computed elsewhere (``fit(keep_pools=True)``, the
+        same ranking), at least ``P + spare`` wide, instead of :meth:`build`."""
+        n, width = ids.shape
+        if width < self.width:
+            raise ValueError(f"saved pools hold {width} candidates per row; need {self.width}")
+        self.store(np.arange(n), ids[:, : self.width], scores[:, : self.width], reverse=False)
+        self._reverse = _reverse_index(self.ids[:n], n)
+
     def grow(self, capacity: int) -> None:
         """Enlarge every per-row array to ``capacity`` rows."""
         self.ids = grown(self.ids, capacity, -1)
