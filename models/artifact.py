@@ -274,7 +274,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             f" (this build reads {FORMAT_VERSION}); retrain the model"
         )
     _check_manifest(manifest, path / "manifest.json")
-    missing = [name for name in FILES if not (path / name).is_file()]
+    missing = [name for name in manifest["files"] if not (path / name).is_file()]
     if missing:
         raise ArtifactError(f"{path}: incomplete model directory, missing {', '.join(missing)}")
     return manifest

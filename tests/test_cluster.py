@@ -124,6 +124,19 @@ def test_cluster_build_equals_in_process_build(
     assert_same_lists(model, reference[name])
 
 
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_cluster_build_keeps_the_same_pools(
+    name: str, client: Any, articles: list[Article], reference: dict[str, RelatedModel]
+) -> None:
+    runner = cluster.ClusterRunner(client, 97)
+    model = RelatedModel(config=CONFIGS[name]).fit(articles, runner=runner, keep_pools=True)
+    kept = RelatedModel(config=CONFIGS[name]).fit(articles, keep_pools=True)
+    assert_same_lists(model, reference[name])
+    assert np.array_equal(model.pools_[0], kept.pools_[0])
+    assert model.pools_[1].tobytes() == kept.pools_[1].tobytes()
+    assert model.pools_[0].shape[1] > CONFIGS[name].k
+
+
 def test_worker_threads_follow_nthreads(client: Any) -> None:
     """Each worker's kernel threads are its task threads, its numba pool is no larger, and its
     BLAS/OpenMP pools have one thread: 2 workers never run more threads than the cores."""
