@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -89,6 +90,9 @@ class RelatedModel:
 
     def __init__(self, *, config: ModelConfig | None = None) -> None:
         self.config = config
+        self.pools_: tuple[np.ndarray, np.ndarray] | None = None
+        # A loaded model's pools.npz, read only by the incremental index (models/artifact.py).
+        self.pools_file_: Path | None = None
 
     @property
     def cfg(self) -> ModelConfig:
@@ -169,7 +173,7 @@ class RelatedModel:
         self.neighbours_, self.scores_, *pools = run(
             BlendedRows(blended), self.latent_, plan, progress
         )
-        self.pools_: tuple[np.ndarray, np.ndarray] | None = (pools[0], pools[1]) if pools else None
+        self.pools_ = (pools[0], pools[1]) if pools else None
 
     def latent_vectors(self, blended_rows: sp.csr_matrix) -> np.ndarray:
         """Unit latent (SVD) vectors of blended rows, float32."""
