@@ -229,17 +229,15 @@ def _assemble(
     model.rerank_active_ = bool(manifest["counts"]["rerank_active"])
     model.latent_ = data.get("latent")
     model.svd_components_ = data.get("svd_components")
-    model.pools_ = None
     return model
 
 
 def read_pools(model: RelatedModel) -> tuple[np.ndarray, np.ndarray] | None:
     """The model's kept candidate pools (int32 ids, float64 scores), from memory or from its
     directory's ``pools.npz``; ``None`` when it was fitted without ``keep_pools``."""
-    pools = getattr(model, "pools_", None)
-    if pools is not None:
-        return pools
-    path = getattr(model, "pools_file_", None)
+    if model.pools_ is not None:
+        return model.pools_
+    path = model.pools_file_
     if path is None:
         return None
     data = _read_arrays(path)
@@ -358,7 +356,7 @@ def _write_files(model: RelatedModel, articles: list[Article], directory: Path) 
         )
     )
     write_articles_jsonl(articles, directory / "articles.jsonl")
-    pools = getattr(model, "pools_", None)
+    pools = model.pools_
     if pools is None:
         return list(FILES)
     with open(directory / POOLS, "wb") as handle:

@@ -23,15 +23,9 @@ from service.redis import queue as upd
 from service.redis.versions import current_version
 from service.redis.writer import Writer
 from tests.paths import SAMPLE_ARTICLES
-from tests.test_incremental import assert_matches_full_build
+from tests.test_incremental import CONFIGS, assert_matches_full_build
 from tests.test_model import random_articles
 from tests.test_updates import assert_redis_matches_full_build, client_for, edited
-
-CONFIGS = {
-    "plain": ModelConfig(k=10, rerank=False),
-    "rerank": ModelConfig(k=10, rerank_components=20, rerank_pool=30),
-    "min-score": ModelConfig(k=10, rerank=False, min_score=0.05, alpha=0.6),
-}
 
 
 @pytest.fixture(scope="module")
